@@ -1,0 +1,13 @@
+-- claim_and_start(thread, consumer, lease, now, instance): claim(limit 1) then record_dispatch_start on the
+-- claimed record, in one script (fused, src/contract/fused.ts). KEYS as claim: KEYS[9] thread hash,
+-- KEYS[10] ready, KEYS[11] waiting, KEYS[12] Claimed set, KEYS[13] stale-Queued set of the thread.
+-- ARGV: thread, consumer, token, now, lease_until, instance.
+-- Reply: {'ok'} (nothing claimed) or {'ok', started record}.
+return run(function()
+  local token, now_s = arg(3), arg(4)
+  local chosen = claim_thread(arg(1), arg(2), token, now_s, arg(5), 1,
+    { KEYS[10], KEYS[11], KEYS[12], KEYS[13] })
+  local r = chosen[1]
+  if r == nil then return { 'ok' } end
+  return { 'ok', flat(start_dispatch(r.dispatch_id, token, arg(6), now_s)) }
+end)

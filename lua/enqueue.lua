@@ -1,0 +1,24 @@
+-- enqueue(dispatch): KEYS[9] record, KEYS[10] thread hash, KEYS[11] dedupe hash.
+-- ARGV: field/value pairs of the validated Queued input (null fields omitted; status and epoch are set here).
+-- Reply: {'ok'} or AlreadyExists("dedupe_key=<key>") / AlreadyExists(<dispatch_id>).
+return run(function()
+  local r = {}
+  for i = 4, #ARGV, 2 do r[ARGV[i]] = ARGV[i + 1] end
+  local id = r.dispatch_id
+  if r.dedupe_key ~= nil then
+    local holder = redis.call('HGET', KEYS[11], r.dedupe_key)
+    if holder then
+      -- The index only holds non-terminal holders; re-check the record so a stale entry never blocks.
+      local status = redis.call('HGET', k_record(holder), 'status')
+      if status == 'Queued' or status == 'Claimed' then raise('AlreadyExists', 'dedupe_key=' .. r.dedupe_key) end
+    end
+  end
+  if redis.call('EXISTS', KEYS[9]) == 1 then raise('AlreadyExists', id) end
+  r.dispatch_epoch = num(thread_epoch(r.thread_id))
+  r.status = 'Queued'
+  redis.call('HSET', KEYS[9], unpack(flat(r)))
+  redis.call('HINCRBY', KEYS[10], 'n', 1)
+  if r.dedupe_key ~= nil then redis.call('HSET', KEYS[11], r.dedupe_key, id) end
+  enter(r, nil)
+  return { 'ok' }
+end)

@@ -1,0 +1,456 @@
+-- awaken-mailbox: shared Lua prelude, concatenated in front of every script at load time.
+-- Layout, calling convention and reply envelope: see lua/README.md.
+--
+-- KEYS[1..8] are the namespace globals (src/redis/keys.ts `scriptGlobals`); script-specific keys follow.
+-- ARGV[1..3] are the signal flags; script-specific arguments follow (use `arg(i)`).
+-- Keys of ids only known inside a script (a record found via an index, a thread read from a record) are
+-- derived from KEYS[1], the hash-tagged prefix, so they always share the slot of the keys passed in.
+
+local PREFIX = KEYS[1]
+local K_COUNTS = KEYS[2]
+local K_LEASES = KEYS[3]
+local K_TERMINAL = KEYS[4]
+local K_QTHREADS = KEYS[5]
+local K_DUE = KEYS[6]
+local K_STREAM = KEYS[7]
+local K_DRAINED = KEYS[8]
+
+-- '1' when the Redis Streams transport is active: a script that makes a dispatch claimable XADDs its signal.
+local SIGNAL_STREAM = ARGV[1] == '1'
+-- Wall clock (ms) of the caller and republish delay, only for signal bookkeeping (never for state).
+local SIGNAL_WALL = tonumber(ARGV[2]) or 0
+local REPUBLISH_MS = tonumber(ARGV[3]) or 0
+
+local function arg(i)
+  return ARGV[3 + i]
+end
+
+local function k_record(id) return PREFIX .. 'd:' .. id end
+local function k_thread(t) return PREFIX .. 'th:' .. t end
+local function k_ready(t) return PREFIX .. 'tq:' .. t end
+local function k_waiting(t) return PREFIX .. 'tw:' .. t end
+local function k_status(s, t) return PREFIX .. 'ts:' .. s .. ':' .. t end
+local function k_dedupe(t) return PREFIX .. 'dd:' .. t end
+local function k_stale(t) return PREFIX .. 'sq:' .. t end
+
+local MAX_SAFE = 9007199254740991
+local MAX_U32 = 4294967295
+local ORDER_ID_AT = 22    -- order key = 3-digit priority | 16-digit created_at | dispatch_id
+local TERMINAL_ID_AT = 18 -- terminal key = 16-digit created_at | dispatch_id
+
+-- (Comparisons rather than lookup tables: every EVALSHA re-runs this prelude, and each table it builds is
+-- an allocation on the hot path.)
+local function is_terminal(s)
+  return s == 'Acked' or s == 'Cancelled' or s == 'Superseded' or s == 'DeadLetter'
+end
+
+local function is_status(s)
+  return s == 'Queued' or s == 'Claimed' or is_terminal(s)
+end
+
+local function is_run_status(s)
+  return s == 'created' or s == 'running' or s == 'waiting' or s == 'done'
+end
+
+local PROJECTION = { 'dispatch_instance_id', 'run_status', 'termination', 'run_response', 'run_error' }
+
+local REASON_QUEUED_BY_EPOCH = 'queued dispatch superseded by newer dispatch epoch'
+local REASON_QUEUED_BY_INTERRUPT = 'queued dispatch superseded by interrupt'
+local REASON_CLAIMED_BY_EPOCH = 'claimed dispatch superseded by newer dispatch epoch'
+local REASON_BEFORE_START = 'claimed dispatch superseded before runtime start'
+local REASON_BEFORE_RESULT = 'claimed dispatch superseded before run result'
+local REASON_BEFORE_NACK = 'claimed dispatch superseded before nack'
+local REASON_BEFORE_DEAD_LETTER = 'claimed dispatch superseded before dead letter'
+local REASON_DURING_RENEWAL = 'claimed dispatch superseded during lease renewal'
+local REASON_LEASE_AFTER_INTERRUPT = 'claimed dispatch lease expired after interrupt'
+-- attempt_count after one more failure. A dispatch enqueued with attempt_count == max_attempts stays at
+-- max_attempts (and dead-letters) instead of becoming max + 1, which would break the persist invariant.
+local function failed_attempts(r)
+  local count = tonumber(r.attempt_count)
+  return math.min(count + 1, MAX_U32, math.max(tonumber(r.max_attempts), count))
+end
+
+local REASON_LEASE_MAX_ATTEMPTS = 'lease expired; max attempts reached'
+
+-- ---- errors: raise() unwinds to run(), which turns it into the reply envelope ----
+
+local function raise(kind, detail, expected, actual)
+  error({ awaken = true, kind = kind, detail = detail, expected = expected, actual = actual }, 0)
+end
+
+local function corrupt(id, what)
+  raise('Serialization', "dispatch '" .. id .. "': " .. what)
+end
+
+-- Run a script body. Success: {'ok', ...}. Domain error: {'err', kind, detail, expected, actual}.
+-- Writes made before a domain error stay (Redis scripts do not roll back): scripts validate before
+-- they write, except where the contract wants the write (stale claim superseded + VersionConflict).
+local function run(body)
+  local ok, res = pcall(body)
+  if ok then return res end
+  if type(res) == 'table' and res.awaken then
+    return { 'err', res.kind, res.detail, tostring(res.expected or ''), tostring(res.actual or '') }
+  end
+  error(res, 0)
+end
+
+-- ---- numbers: records hold decimal strings; never hand a Lua number to redis.call ----
+
+local function num(n)
+  return string.format('%.0f', n)
+end
+
+local ZEROS = '0000000000000000'
+
+-- Zero-pad a validated decimal string to `width` digits (normalizing hand-written leading zeros).
+local function pad(v, width)
+  if #v > 1 and string.byte(v, 1) == 48 then v = num(tonumber(v)) end
+  return string.sub(ZEROS, 1, width - #v) .. v
+end
+
+local function is_int(v)
+  if type(v) ~= 'string' then return false end
+  local n = #v
+  if n == 0 or n > 16 or string.find(v, '%D') then return false end
+  return n < 16 or tonumber(v) <= MAX_SAFE
+end
+
+local function blank(v)
+  return v == nil or string.find(v, '%S') == nil
+end
+
+-- ---- records ----
+
+local function load(id)
+  local flat = redis.call('HGETALL', k_record(id))
+  if #flat == 0 then return nil end
+  local r = {}
+  for i = 1, #flat, 2 do r[flat[i]] = flat[i + 1] end
+  return r
+end
+
+local function flat(r)
+  local out = {}
+  for f, v in pairs(r) do
+    out[#out + 1] = f
+    out[#out + 1] = v
+  end
+  return out
+end
+
+-- validate_for_persist plus field types (contract.md §2.2), so no script transitions a corrupt record.
+-- (Node decodes every record it returns with the full codec; here `termination` only needs to look like
+-- a tagged JSON object.)
+local function check(r, id)
+  if r.dispatch_id ~= id then corrupt(id, 'dispatch_id field does not match its key') end
+  if blank(r.thread_id) then corrupt(id, 'thread_id is missing or blank') end
+  if blank(r.run_id) then corrupt(id, 'run_id is missing or blank') end
+  local status = r.status
+  if not is_status(status) then corrupt(id, 'status is not a RunDispatchStatus') end
+  local function int(f)
+    if not is_int(r[f]) then corrupt(id, f .. ' is missing or not a non-negative safe integer') end
+  end
+  int('priority')
+  int('dispatch_epoch')
+  int('available_at')
+  int('attempt_count')
+  int('max_attempts')
+  int('created_at')
+  int('updated_at')
+  if r.lease_until ~= nil then int('lease_until') end
+  if r.completed_at ~= nil then int('completed_at') end
+  if tonumber(r.priority) > 255 then corrupt(id, 'priority must be in 0..=255') end
+  local max = tonumber(r.max_attempts)
+  if max < 1 or max > MAX_U32 then corrupt(id, 'max_attempts must be in 1..=u32::MAX') end
+  if tonumber(r.attempt_count) > max then corrupt(id, 'attempt_count must not exceed max_attempts') end
+  if r.run_status ~= nil and not is_run_status(r.run_status) then corrupt(id, 'run_status is not a RunStatus') end
+  if r.termination ~= nil and not string.find(r.termination, '^{.*"type"%s*:%s*"[%w_]+".*}$') then
+    corrupt(id, 'termination is not a TerminationReason')
+  end
+  local claim = r.claim_token ~= nil or r.claimed_by ~= nil or r.lease_until ~= nil
+  if status == 'Queued' then
+    if claim then corrupt(id, 'Queued dispatch must not carry claim fields') end
+    if r.completed_at ~= nil then corrupt(id, 'Queued dispatch must not carry completed_at') end
+    for i = 1, #PROJECTION do
+      if r[PROJECTION[i]] ~= nil then corrupt(id, 'Queued dispatch must not carry runtime result fields') end
+    end
+  elseif status == 'Claimed' then
+    if blank(r.claim_token) or blank(r.claimed_by) or r.lease_until == nil then
+      corrupt(id, 'Claimed dispatch must carry claim_token, claimed_by, and lease_until')
+    end
+  else
+    if claim then corrupt(id, status .. ' dispatch must not carry active lease fields') end
+    if r.completed_at == nil then corrupt(id, status .. ' dispatch must carry completed_at') end
+  end
+end
+
+-- Load and validate a record an index points at; a missing record is corruption, not absence.
+local function load_indexed(id, expect_status, where)
+  local r = load(id)
+  if r == nil then corrupt(id, 'indexed in ' .. where .. ' but the record is missing') end
+  check(r, id)
+  if expect_status ~= nil and r.status ~= expect_status then
+    corrupt(id, 'indexed as ' .. expect_status .. ' in ' .. where .. ' but the record is ' .. r.status)
+  end
+  return r
+end
+
+-- Priority and created_at never change after enqueue, so a record's index keys are computed once per call.
+local ORDER_KEYS = {}
+
+local function order_key(r)
+  local k = ORDER_KEYS[r.dispatch_id]
+  if k == nil then
+    k = pad(r.priority, 3) .. '|' .. pad(r.created_at, 16) .. '|' .. r.dispatch_id
+    ORDER_KEYS[r.dispatch_id] = k
+  end
+  return k
+end
+
+local function terminal_key(r)
+  return pad(r.created_at, 16) .. '|' .. r.dispatch_id
+end
+
+local function thread_epoch(t)
+  local e = redis.call('HGET', k_thread(t), 'epoch')
+  if not e then return 0 end
+  if not is_int(e) then raise('Serialization', "thread '" .. t .. "': epoch is not a non-negative safe integer") end
+  return tonumber(e)
+end
+
+-- Apply field updates (value false = clear the field) to the record table and its hash.
+local function write(r, updates)
+  local hset, hdel = {}, {}
+  for f, v in pairs(updates) do
+    if v == false then
+      r[f] = nil
+      hdel[#hdel + 1] = f
+    else
+      r[f] = v
+      hset[#hset + 1] = f
+      hset[#hset + 1] = v
+    end
+  end
+  local key = k_record(r.dispatch_id)
+  if #hset > 0 then redis.call('HSET', key, unpack(hset)) end
+  if #hdel > 0 then redis.call('HDEL', key, unpack(hdel)) end
+end
+
+-- ---- indexes ----
+
+local function release_dedupe(r)
+  if r.dedupe_key ~= nil then
+    local k = k_dedupe(r.thread_id)
+    if redis.call('HGET', k, r.dedupe_key) == r.dispatch_id then redis.call('HDEL', k, r.dedupe_key) end
+  end
+end
+
+local function signal(r)
+  if SIGNAL_STREAM then redis.call('XADD', K_STREAM, '*', 't', r.thread_id, 'd', r.dispatch_id) end
+end
+
+-- Remove r from the indexes of its current status.
+local function leave(r)
+  local s, t, okey = r.status, r.thread_id, order_key(r)
+  redis.call('ZREM', k_status(s, t), okey)
+  redis.call('HINCRBY', K_COUNTS, s, -1)
+  if s == 'Queued' then
+    if redis.call('ZREM', k_ready(t), okey) == 0 then redis.call('ZREM', k_waiting(t), okey) end
+    if tonumber(redis.call('ZINCRBY', K_QTHREADS, -1, t)) <= 0 then redis.call('ZREM', K_QTHREADS, t) end
+    redis.call('ZREM', K_DUE, r.dispatch_id)
+  elseif s == 'Claimed' then
+    redis.call('ZREM', K_LEASES, r.dispatch_id)
+  else
+    redis.call('ZREM', K_TERMINAL, terminal_key(r))
+  end
+end
+
+-- Add r to the indexes of its (new) status. A Queued dispatch goes to the ready set when it is available
+-- at `now` (number), or, for enqueue which has no `now`, at its own updated_at; otherwise to waiting. The
+-- ready set is only a hint: claim re-checks available_at and moves an early entry back to waiting.
+local function enter(r, now)
+  local s, t, okey = r.status, r.thread_id, order_key(r)
+  redis.call('ZADD', k_status(s, t), '0', okey)
+  redis.call('HINCRBY', K_COUNTS, s, 1)
+  if s == 'Queued' then
+    local avail = tonumber(r.available_at)
+    if avail <= (now or tonumber(r.updated_at)) then
+      redis.call('ZADD', k_ready(t), '0', okey)
+    else
+      redis.call('ZADD', k_waiting(t), r.available_at, okey)
+    end
+    redis.call('ZINCRBY', K_QTHREADS, '1', t)
+    -- Signalled now (below or by the caller), so the sweeper owes it a republish only once it is
+    -- available and the last signal is older than the republish delay.
+    redis.call('ZADD', K_DUE, num(math.max(avail, SIGNAL_WALL + REPUBLISH_MS)), r.dispatch_id)
+    signal(r)
+  elseif s == 'Claimed' then
+    redis.call('ZADD', K_LEASES, r.lease_until, r.dispatch_id)
+  else
+    redis.call('ZADD', K_TERMINAL, r.updated_at, terminal_key(r))
+    release_dedupe(r)
+  end
+end
+
+local function transition(r, updates, now)
+  leave(r)
+  write(r, updates)
+  enter(r, now)
+end
+
+local function cleared(updates, fields)
+  for _, f in ipairs(fields) do updates[f] = false end
+  return updates
+end
+
+local CLAIM_FIELDS = { 'claim_token', 'claimed_by', 'lease_until' }
+
+-- Superseded at `epoch` (nil = keep dispatch_epoch) with `reason` (nil = keep last_error).
+local function supersede(r, now_s, epoch, reason)
+  local u = cleared(cleared({ status = 'Superseded', completed_at = now_s, updated_at = now_s }, CLAIM_FIELDS), PROJECTION)
+  if epoch ~= nil then u.dispatch_epoch = num(epoch) end
+  if reason ~= nil then u.last_error = reason end
+  transition(r, u, tonumber(now_s))
+end
+
+-- Owner-side guard shared by ack / nack / dead_letter / record_*: missing → NotFound, token mismatch →
+-- VersionConflict{0,1} (checked first, memory semantics), stale epoch → Superseded + VersionConflict.
+local function owner_guard(id, token, now_s, stale_reason, require_claimed)
+  local r = load(id)
+  if r == nil then raise('NotFound', id) end
+  check(r, id)
+  if (require_claimed and r.status ~= 'Claimed') or r.claim_token ~= token then
+    raise('VersionConflict', 'expected 0, actual 1', 0, 1)
+  end
+  local current = thread_epoch(r.thread_id)
+  local epoch = tonumber(r.dispatch_epoch)
+  if epoch < current then
+    supersede(r, now_s, current, stale_reason)
+    raise('VersionConflict', 'expected ' .. num(epoch) .. ', actual ' .. num(current), num(epoch), num(current))
+  end
+  return r
+end
+
+-- Move every waiting dispatch with available_at <= now into the ready set (each is promoted once).
+local function promote(t, now_s)
+  local due = redis.call('ZRANGEBYSCORE', k_waiting(t), '-inf', now_s)
+  if #due == 0 then return end
+  for i = 1, #due, 256 do
+    local args = {}
+    for j = i, math.min(i + 255, #due) do
+      args[#args + 1] = '0'
+      args[#args + 1] = due[j]
+    end
+    redis.call('ZADD', k_ready(t), unpack(args))
+  end
+  redis.call('ZREMRANGEBYSCORE', k_waiting(t), '-inf', now_s)
+end
+
+-- ---- operations shared by a method's script and the fused scripts (claim_and_start, ...) ----
+
+-- claim (contract.md §5.2) of up to `limit` dispatches of thread `t`; `keys` = the thread's ready,
+-- waiting, Claimed-set and stale-Queued-set keys (passed in KEYS by the caller). Returns the claimed
+-- records, already written, in claim order.
+local function claim_thread(t, consumer, token, now_s, lease_s, limit, keys)
+  local ready, waiting, claimed_set, stale_set = keys[1], keys[2], keys[3], keys[4]
+  local now = tonumber(now_s)
+  local current = thread_epoch(t)
+  -- Stale Queued dispatches listed for the thread are superseded first, whatever the limit, their
+  -- availability or the thread's claims (contract.md §5.2 step 2). Entries that are no longer Queued and
+  -- stale are simply forgotten.
+  local listed = redis.call('SMEMBERS', stale_set)
+  if #listed > 0 then
+    local stale = {}
+    for _, id in ipairs(listed) do
+      local r = load(id)
+      if r ~= nil then
+        check(r, id)
+        if r.status == 'Queued' and r.thread_id == t and tonumber(r.dispatch_epoch) < current then
+          stale[#stale + 1] = r
+        end
+      end
+    end
+    redis.call('DEL', stale_set)
+    for _, r in ipairs(stale) do supersede(r, now_s, current, REASON_QUEUED_BY_EPOCH) end
+  end
+  promote(t, now_s)
+  -- Thread exclusivity: any Claimed dispatch (even lease-expired or stale) blocks the thread.
+  if redis.call('ZCARD', claimed_set) > 0 or limit == 0 then return {} end
+  local chosen = {}
+  while #chosen < limit do
+    local batch = redis.call('ZRANGE', ready, #chosen, #chosen + (limit - #chosen) - 1)
+    if #batch == 0 then break end
+    for _, member in ipairs(batch) do
+      local r = load_indexed(string.sub(member, ORDER_ID_AT), 'Queued', 'the ready set of its thread')
+      if tonumber(r.dispatch_epoch) < current then
+        -- Stale Queued dispatch written outside the scripts and not listed as such: never claimable.
+        supersede(r, now_s, current, REASON_QUEUED_BY_EPOCH)
+      elseif tonumber(r.available_at) > now then
+        -- Promoted by a claim with a later `now` than this one: back to waiting.
+        redis.call('ZREM', ready, member)
+        redis.call('ZADD', waiting, r.available_at, member)
+      else
+        chosen[#chosen + 1] = r
+      end
+    end
+    -- Entries superseded or demoted left the ready set, so the next unseen rank is #chosen again.
+  end
+  for _, r in ipairs(chosen) do
+    transition(r, { status = 'Claimed', claim_token = token, claimed_by = consumer, lease_until = lease_s, updated_at = now_s }, now)
+  end
+  return chosen
+end
+
+-- claim_dispatch (contract.md §5.3): the claimed record, or nil. available_at is ignored (inline claim).
+local function claim_by_id(id, consumer, token, now_s, lease_s)
+  local r = load(id)
+  if r == nil then return nil end
+  check(r, id)
+  if r.status ~= 'Queued' then return nil end
+  local current = thread_epoch(r.thread_id)
+  if tonumber(r.dispatch_epoch) < current then
+    supersede(r, now_s, current, REASON_QUEUED_BY_EPOCH)
+    return nil
+  end
+  if redis.call('ZCARD', k_status('Claimed', r.thread_id)) > 0 then return nil end
+  transition(r, { status = 'Claimed', claim_token = token, claimed_by = consumer, lease_until = lease_s, updated_at = now_s }, tonumber(now_s))
+  return r
+end
+
+-- record_dispatch_start: status stays Claimed. Returns the written record.
+local function start_dispatch(id, token, instance, now_s)
+  local r = owner_guard(id, token, now_s, REASON_BEFORE_START, true)
+  write(r, {
+    dispatch_instance_id = instance, run_status = 'running', termination = false, run_response = false,
+    run_error = false, completed_at = false, updated_at = now_s,
+  })
+  return r
+end
+
+-- record_run_result: the result is the 8 script arguments from arg(first): run_id, dispatch_instance_id,
+-- status, then (flag, value) for termination (JSON), response and error; flag '1' = present, '0' = null.
+-- Status stays Claimed. Returns the written record.
+local function record_result(id, token, now_s, first)
+  local r = owner_guard(id, token, now_s, REASON_BEFORE_RESULT, true)
+  local run_id = arg(first)
+  if run_id ~= r.run_id then
+    raise('Validation', "dispatch '" .. id .. "' result run_id '" .. run_id .. "' does not match '" .. r.run_id .. "'")
+  end
+  local function opt(i)
+    if arg(first + i) == '1' then return arg(first + i + 1) end
+    return false
+  end
+  write(r, {
+    dispatch_instance_id = arg(first + 1), run_status = arg(first + 2), termination = opt(3), run_response = opt(5),
+    run_error = opt(7), completed_at = now_s, updated_at = now_s,
+  })
+  return r
+end
+
+local function ack_dispatch(id, token, now_s)
+  local r = owner_guard(id, token, now_s, REASON_CLAIMED_BY_EPOCH, false)
+  transition(r, cleared({ status = 'Acked', completed_at = now_s, updated_at = now_s }, CLAIM_FIELDS), tonumber(now_s))
+  return r
+end
+
+-- ---- script body follows ----

@@ -1,0 +1,215 @@
+/**
+ * `awaken-mailbox bench` options: the raw strings commander hands over, validated into `BenchOptions`. Every bad
+ * value is a `StorageError` of kind Validation naming the option.
+ */
+import { StorageError } from '../contract/errors.js';
+import { defaultNatsUrl, defaultRedisUrl } from './backend.js';
+import type { SignalsKind } from './backend.js';
+import type { ProgressMode } from './progress.js';
+import { parseRunMs } from './run-ms.js';
+import type { RunMsDistribution } from './run-ms.js';
+
+/** When to SIGKILL a node: after N completed dispatches, after a fraction of them, or after a time. */
+export type KillAt =
+  { kind: 'count'; n: number } | { kind: 'fraction'; f: number } | { kind: 'time'; ms: number };
+
+export interface BenchOptions {
+  backend: 'memory' | 'redis' | 'auto';
+  redis: string;
+  /** null: NATS disabled (`--no-nats`). */
+  nats: string | null;
+  natsExplicit: boolean;
+  signals: SignalsKind | null;
+  nodes: number;
+  threads: number;
+  /** Exactly one of `dispatches` / `durationMs` is set. */
+  dispatches: number | null;
+  durationMs: number | null;
+  /** Submissions per second; null = as fast as possible. */
+  rate: number | null;
+  /** Most submitted-but-not-terminal dispatches at once; null = unbounded. */
+  maxPending: number | null;
+  runMs: RunMsDistribution;
+  runMsSpec: string;
+  failRate: number;
+  interruptRate: number;
+  liveRate: number;
+  killNodeAt: KillAt | null;
+  leaseMs: number;
+  maxAttempts: number;
+  retryDelayMs: number;
+  /** How long to wait for the last dispatches to finish once submission is over. */
+  drainTimeoutMs: number;
+  json: boolean;
+  report: string | null;
+  baseline: 'bullmq' | null;
+  progress: ProgressMode;
+}
+
+export interface RawBenchOptions {
+  backend?: string;
+  redis?: string;
+  nats?: string | boolean;
+  signals?: string;
+  nodes?: string;
+  threads?: string;
+  dispatches?: string;
+  duration?: string;
+  rate?: string;
+  maxPending?: string;
+  runMs?: string;
+  failRate?: string;
+  interruptRate?: string;
+  liveRate?: string;
+  killNodeAt?: string;
+  leaseMs?: string;
+  maxAttempts?: string;
+  retryDelayMs?: string;
+  drainTimeout?: string;
+  json?: boolean;
+  report?: string;
+  baseline?: string;
+  progress?: string;
+}
+
+export const BENCH_DEFAULTS = {
+  nodes: 2,
+  threads: 64,
+  dispatches: 5000,
+  runMs: 'fixed:2',
+  failRate: 0.01,
+  interruptRate: 0.002,
+  liveRate: 0.02,
+  leaseMs: 2000,
+  maxAttempts: 5,
+  retryDelayMs: 50,
+  drainTimeoutMs: 120_000,
+} as const;
+
+const bad = (option: string, why: string): StorageError => StorageError.validation(`--${option} ${why}`);
+
+function integer(
+  option: string,
+  text: string | undefined,
+  fallback: number,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
+  if (text === undefined) return fallback;
+  const n = Number(text.replaceAll('_', ''));
+  if (!Number.isSafeInteger(n) || n < min || n > max)
+    throw bad(option, `must be an integer in ${min}..${max}, got '${text}'`);
+  return n;
+}
+
+function probability(option: string, text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (!Number.isFinite(n) || n < 0 || n > 1)
+    throw bad(option, `must be a probability in 0..1, got '${text}'`);
+  return n;
+}
+
+/** `500ms`, `10s`, `2m`, or a plain number of seconds. */
+export function parseDurationMs(option: string, text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim());
+  if (!m) throw bad(option, `must be a duration like 500ms, 10s or 2m, got '${text}'`);
+  const value = Number(m[1]);
+  const ms = m[2] === 'ms' ? value : m[2] === 'm' ? value * 60_000 : value * 1000;
+  if (!(ms > 0) || !Number.isFinite(ms)) throw bad(option, `must be positive, got '${text}'`);
+  return Math.round(ms);
+}
+
+/** `150` (completed dispatches), `50%` (of the dispatches), `2s` / `1500ms` (after the start). */
+export function parseKillAt(text: string): KillAt {
+  const t = text.trim();
+  if (/^\d+$/.test(t)) {
+    const n = Number(t);
+    if (!Number.isSafeInteger(n)) throw bad('kill-node-at', `is too large: '${text}'`);
+    return { kind: 'count', n };
+  }
+  const pct = /^(\d+(?:\.\d+)?)%$/.exec(t);
+  if (pct) {
+    const f = Number(pct[1]) / 100;
+    if (!(f >= 0 && f <= 1)) throw bad('kill-node-at', `percentage must be within 0..100, got '${text}'`);
+    return { kind: 'fraction', f };
+  }
+  if (/^\d+(?:\.\d+)?(ms|s|m)$/.test(t)) return { kind: 'time', ms: parseDurationMs('kill-node-at', t) };
+  throw bad('kill-node-at', `must be a count (150), a percentage (50%) or a time (2s), got '${text}'`);
+}
+
+function oneOf<T extends string>(option: string, text: string | undefined, allowed: readonly T[]): T | null {
+  if (text === undefined) return null;
+  if ((allowed as readonly string[]).includes(text)) return text as T;
+  throw bad(option, `must be one of ${allowed.join(', ')}, got '${text}'`);
+}
+
+export function parseBenchOptions(raw: RawBenchOptions, env: NodeJS.ProcessEnv = process.env): BenchOptions {
+  const backend = oneOf('backend', raw.backend, ['memory', 'redis', 'auto'] as const) ?? 'auto';
+  const signals = oneOf('signals', raw.signals, ['jetstream', 'redis-streams', 'none'] as const);
+  const nodes = integer('nodes', raw.nodes, BENCH_DEFAULTS.nodes, 1, 64);
+  const threads = integer('threads', raw.threads, BENCH_DEFAULTS.threads, 1, 1_000_000);
+  if (raw.dispatches !== undefined && raw.duration !== undefined) {
+    throw StorageError.validation('--dispatches and --duration are exclusive: give one of them');
+  }
+  const durationMs = raw.duration !== undefined ? parseDurationMs('duration', raw.duration) : null;
+  const dispatches =
+    durationMs === null ? integer('dispatches', raw.dispatches, BENCH_DEFAULTS.dispatches, 1) : null;
+  const rate = raw.rate !== undefined ? integer('rate', raw.rate, 0, 1) : null;
+  const maxPending =
+    raw.maxPending !== undefined
+      ? integer('max-pending', raw.maxPending, 0, 1)
+      : durationMs !== null
+        ? threads * 16
+        : null;
+  const runMsSpec = raw.runMs ?? BENCH_DEFAULTS.runMs;
+  let runMs: RunMsDistribution;
+  try {
+    runMs = parseRunMs(runMsSpec);
+  } catch (err) {
+    throw bad('run-ms', (err as Error).message.replace(/^validation error: /, ''));
+  }
+  const killNodeAt = raw.killNodeAt !== undefined ? parseKillAt(raw.killNodeAt) : null;
+  if (killNodeAt && nodes < 2)
+    throw bad('kill-node-at', 'needs at least 2 nodes (--nodes 2), so one survives to reclaim');
+  if (killNodeAt && backend === 'memory') {
+    throw bad(
+      'kill-node-at',
+      'needs node processes; the memory backend runs its nodes in-process (use --backend redis)',
+    );
+  }
+  const nats = raw.nats === false ? null : typeof raw.nats === 'string' ? raw.nats : defaultNatsUrl(env);
+  const baseline = oneOf('baseline', raw.baseline, ['bullmq'] as const);
+  if (baseline && backend === 'memory')
+    throw bad('baseline', 'runs on Redis; it cannot be combined with --backend memory');
+  return {
+    backend,
+    redis: raw.redis ?? defaultRedisUrl(env),
+    nats,
+    natsExplicit: typeof raw.nats === 'string',
+    signals,
+    nodes,
+    threads,
+    dispatches,
+    durationMs,
+    rate,
+    maxPending,
+    runMs,
+    runMsSpec,
+    failRate: probability('fail-rate', raw.failRate, BENCH_DEFAULTS.failRate),
+    interruptRate: probability('interrupt-rate', raw.interruptRate, BENCH_DEFAULTS.interruptRate),
+    liveRate: probability('live-rate', raw.liveRate, BENCH_DEFAULTS.liveRate),
+    killNodeAt,
+    leaseMs: integer('lease-ms', raw.leaseMs, BENCH_DEFAULTS.leaseMs, 100, 3_600_000),
+    maxAttempts: integer('max-attempts', raw.maxAttempts, BENCH_DEFAULTS.maxAttempts, 1, 1000),
+    retryDelayMs: integer('retry-delay-ms', raw.retryDelayMs, BENCH_DEFAULTS.retryDelayMs, 1, 3_600_000),
+    drainTimeoutMs:
+      raw.drainTimeout !== undefined
+        ? parseDurationMs('drain-timeout', raw.drainTimeout)
+        : BENCH_DEFAULTS.drainTimeoutMs,
+    json: raw.json === true,
+    report: raw.report ?? null,
+    baseline,
+    progress: oneOf('progress', raw.progress, ['auto', 'tty', 'lines', 'off'] as const) ?? 'auto',
+  };
+}

@@ -1,0 +1,95 @@
+/**
+ * The submission loop shared by the Mailbox workload and the BullMQ baseline: submit dispatch 0, 1, 2, … either
+ * as fast as allowed or at a fixed rate, for a count or a duration, with a bounded number of enqueue calls in
+ * flight (they pipeline on one connection) and optionally a bounded backlog.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export interface SubmitPlan {
+  /** Stop after this many (null: use `durationMs`). */
+  count: number | null;
+  /** Stop submitting after this long (null: use `count`). */
+  durationMs: number | null;
+  /** Submissions per second; null = as fast as possible. */
+  rate: number | null;
+  /** Most submitted-but-unfinished dispatches (as `pending()` reports); null = unbounded. */
+  maxPending: number | null;
+  /** Most enqueue calls in flight at once. */
+  concurrency: number;
+}
+
+export interface SubmitOutcome {
+  submitted: number;
+  /** The first submission error, if any: submission stops on it. */
+  error: Error | null;
+  startedAt: number;
+  endedAt: number;
+}
+
+const BACKLOG_WAIT_MS = 2;
+
+export class Submitter {
+  private stopped = false;
+  private submittedCount = 0;
+
+  constructor(
+    private readonly plan: SubmitPlan,
+    private readonly submitOne: (index: number) => Promise<void>,
+    private readonly pending: () => number = () => 0,
+  ) {
+    if (plan.count === null && plan.durationMs === null)
+      throw new RangeError('a submit plan needs a count or a duration');
+    if (!(plan.concurrency >= 1)) throw new RangeError('submit concurrency must be at least 1');
+  }
+
+  /** How many submissions were started so far. */
+  get submitted(): number {
+    return this.submittedCount;
+  }
+
+  stop(): void {
+    this.stopped = true;
+  }
+
+  async run(): Promise<SubmitOutcome> {
+    const { plan } = this;
+    const startedAt = performance.now();
+    const inflight = new Set<Promise<void>>();
+    let error: Error | null = null;
+    for (let i = 0; ;) {
+      if (this.stopped || error) break;
+      if (plan.count !== null && i >= plan.count) break;
+      const now = performance.now();
+      if (plan.durationMs !== null && now - startedAt >= plan.durationMs) break;
+      if (plan.rate !== null) {
+        const due = startedAt + (i * 1000) / plan.rate;
+        if (due > now) {
+          await sleep(Math.max(1, Math.floor(due - now)));
+          continue;
+        }
+      }
+      if (plan.maxPending !== null && this.pending() >= plan.maxPending) {
+        await sleep(BACKLOG_WAIT_MS);
+        continue;
+      }
+      if (inflight.size >= plan.concurrency) {
+        await Promise.race(inflight);
+        continue;
+      }
+      const index = i++;
+      this.submittedCount = i;
+      const p: Promise<void> = this.submitOne(index).then(
+        () => {
+          inflight.delete(p);
+        },
+        (err: unknown) => {
+          inflight.delete(p);
+          error ??= err instanceof Error ? err : new Error(String(err));
+        },
+      );
+      inflight.add(p);
+    }
+    await Promise.all(inflight);
+    return { submitted: this.submittedCount, error, startedAt, endedAt: performance.now() };
+  }
+}

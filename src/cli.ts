@@ -1,0 +1,225 @@
+/**
+ * The `awaken-mailbox` command line: `bench` (the load-test harness), `inspect` (read a store), `doctor` (check
+ * the servers). Exit codes: 0 success, 1 failure (invariant violation, failed check, run error), 2 bad usage,
+ * 130 interrupted.
+ */
+import { writeFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import { Command, CommanderError } from 'commander';
+import { StorageError } from './contract/errors.js';
+import { defaultNatsUrl, defaultRedisUrl } from './bench/backend.js';
+import { formatDoctor, runDoctor } from './bench/doctor.js';
+import { parseStatusList, runInspect } from './bench/inspect.js';
+import { BENCH_DEFAULTS, parseBenchOptions } from './bench/options.js';
+import type { RawBenchOptions } from './bench/options.js';
+import { renderReportHtml } from './bench/report-html.js';
+import { benchExitCode, failureSummary, formatResult, resultForJson } from './bench/results.js';
+import { runBench } from './bench/run.js';
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+export const EXIT_INTERRUPTED = 130;
+
+export interface CliIO {
+  stdout: { write(chunk: string): unknown };
+  stderr: { write(chunk: string): unknown; isTTY?: boolean; columns?: number };
+  env: NodeJS.ProcessEnv;
+}
+
+const describe = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+function nonNegativeInt(name: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < 0)
+    throw StorageError.validation(`--${name} must be a non-negative integer, got '${text}'`);
+  return n;
+}
+
+function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
+  const program = new Command('awaken-mailbox')
+    .description('Durable run mailbox for Awaken-style agent runtimes: load-test harness and tools')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => void io.stdout.write(s), writeErr: (s) => void io.stderr.write(s) })
+    .showHelpAfterError();
+
+  program
+    .command('bench')
+    .description('run a workload through Mailbox nodes and check the mailbox invariants afterwards')
+    .option('--backend <kind>', 'memory | redis (default: redis + nats when reachable, else memory)')
+    .option('--redis <url>', `Redis URL (default $REDIS_URL or ${defaultRedisUrl({})})`)
+    .option('--nats <url>', `NATS URL (default $NATS_URL or ${defaultNatsUrl({})})`)
+    .option('--no-nats', 'do not use NATS (Redis Streams signals, no live commands)')
+    .option('--signals <kind>', 'jetstream | redis-streams | none (default: jetstream when NATS has it)')
+    .option(
+      '--nodes <n>',
+      `worker nodes (separate processes except with the memory backend)`,
+      String(BENCH_DEFAULTS.nodes),
+    )
+    .option(
+      '--threads <n>',
+      'distinct threads the dispatches are spread over',
+      String(BENCH_DEFAULTS.threads),
+    )
+    .option('--dispatches <n>', `dispatches to submit (default ${BENCH_DEFAULTS.dispatches})`)
+    .option('--duration <time>', 'submit for this long instead (e.g. 30s, 2m)')
+    .option('--rate <n>', 'submissions per second (default: as fast as possible)')
+    .option(
+      '--max-pending <n>',
+      'most submitted-but-unfinished dispatches (default: unbounded, 16×threads with --duration)',
+    )
+    .option(
+      '--run-ms <dist>',
+      'simulated run time: fixed:5, uniform:1-10, exp:5, normal:20,5',
+      BENCH_DEFAULTS.runMs,
+    )
+    .option(
+      '--fail-rate <p>',
+      'probability a run fails transiently (retried)',
+      String(BENCH_DEFAULTS.failRate),
+    )
+    .option(
+      '--interrupt-rate <p>',
+      'probability a run is held until its thread is interrupted',
+      String(BENCH_DEFAULTS.interruptRate),
+    )
+    .option(
+      '--live-rate <p>',
+      'probability a run waits for a live command the coordinator sends it',
+      String(BENCH_DEFAULTS.liveRate),
+    )
+    .option(
+      '--kill-node-at <when>',
+      'SIGKILL one node: after N completed (150), a share (50%) or a time (2s)',
+    )
+    .option(
+      '--lease-ms <ms>',
+      'lease of a claim (short, so a killed node is reclaimed quickly)',
+      String(BENCH_DEFAULTS.leaseMs),
+    )
+    .option(
+      '--max-attempts <n>',
+      'attempts before a dispatch dead-letters',
+      String(BENCH_DEFAULTS.maxAttempts),
+    )
+    .option(
+      '--retry-delay-ms <ms>',
+      'base retry delay after a failed run',
+      String(BENCH_DEFAULTS.retryDelayMs),
+    )
+    .option(
+      '--drain-timeout <time>',
+      'how long to wait for the last dispatches once submission is over',
+      '120s',
+    )
+    .option('--progress <mode>', 'auto | tty | lines | off', 'auto')
+    .option('--json', 'print one JSON object with the results on stdout')
+    .option('--report <file>', 'write a self-contained HTML report with charts')
+    .option('--baseline <name>', 'also run the same workload through bullmq and report the ratio')
+    .action(async (raw: RawBenchOptions) => {
+      const opts = parseBenchOptions(raw, io.env);
+      const controller = new AbortController();
+      const onSigint = (): void => controller.abort();
+      process.once('SIGINT', onSigint);
+      try {
+        const result = await runBench(opts, { stderr: io.stderr, signal: controller.signal });
+        if (opts.report) {
+          writeFileSync(opts.report, renderReportHtml(result));
+          io.stderr.write(`bench: report written to ${opts.report}\n`);
+        }
+        io.stdout.write(
+          opts.json ? `${JSON.stringify(resultForJson(result))}\n` : `${formatResult(result)}\n`,
+        );
+        const code = benchExitCode(result, controller.signal.aborted);
+        if (code === EXIT_FAILURE) io.stderr.write(`bench: FAILED — ${failureSummary(result)}\n`);
+        setExit(code);
+      } finally {
+        process.removeListener('SIGINT', onSigint);
+      }
+    });
+
+  program
+    .command('inspect')
+    .description("print a thread's dispatches, one dispatch, or the counts by status, as JSON")
+    .option('--redis <url>', 'Redis URL (default $REDIS_URL or redis://127.0.0.1:6379)')
+    .option('--namespace <ns>', 'the store namespace (default: the upstream-compatible default keys)')
+    .option('--thread <id>', "list this thread's dispatches")
+    .option('--dispatch <id>', 'show one dispatch')
+    .option('--status <list>', 'with --thread: only these statuses, e.g. Queued,Claimed')
+    .option('--limit <n>', 'with --thread: page size (1..200)', '50')
+    .option('--offset <n>', 'with --thread: records to skip', '0')
+    .action(
+      async (raw: {
+        redis?: string;
+        namespace?: string;
+        thread?: string;
+        dispatch?: string;
+        status?: string;
+        limit: string;
+        offset: string;
+      }) => {
+        const out = await runInspect({
+          redis: raw.redis ?? defaultRedisUrl(io.env),
+          namespace: raw.namespace ?? null,
+          thread: raw.thread ?? null,
+          dispatch: raw.dispatch ?? null,
+          status: raw.status !== undefined ? parseStatusList(raw.status) : null,
+          limit: nonNegativeInt('limit', raw.limit),
+          offset: nonNegativeInt('offset', raw.offset),
+        });
+        io.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+        setExit(EXIT_OK);
+      },
+    );
+
+  program
+    .command('doctor')
+    .description('check Redis and NATS connectivity, versions, and that JetStream is enabled')
+    .option('--redis <url>', 'Redis URL (default $REDIS_URL or redis://127.0.0.1:6379)')
+    .option('--nats <url>', 'NATS URL (default $NATS_URL or nats://127.0.0.1:4222)')
+    .option('--no-nats', 'skip the NATS checks (Redis-only deployments)')
+    .option('--json', 'print the checks as JSON')
+    .action(async (raw: { redis?: string; nats?: string | boolean; json?: boolean }) => {
+      const report = await runDoctor({
+        redis: raw.redis ?? defaultRedisUrl(io.env),
+        nats: raw.nats === false ? null : typeof raw.nats === 'string' ? raw.nats : defaultNatsUrl(io.env),
+      });
+      io.stdout.write(raw.json ? `${JSON.stringify(report)}\n` : `${formatDoctor(report)}\n`);
+      setExit(report.ok ? EXIT_OK : EXIT_FAILURE);
+    });
+
+  return program;
+}
+
+/** Run the CLI with `argv` (without the node and script paths); resolves with the exit code. */
+export async function main(
+  argv: readonly string[],
+  io: CliIO = { stdout: process.stdout, stderr: process.stderr, env: process.env },
+): Promise<number> {
+  let code = EXIT_OK;
+  const program = buildProgram(io, (c) => (code = c));
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return code;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version exit 0; anything else commander rejected is bad usage (already printed).
+      return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    }
+    if (err instanceof StorageError && err.kind === 'Validation') {
+      io.stderr.write(`awaken-mailbox: ${err.detail}\n`);
+      return EXIT_USAGE;
+    }
+    io.stderr.write(`awaken-mailbox: ${describe(err)}\n`);
+    return EXIT_FAILURE;
+  }
+}
+
+/** Run when executed directly (tsx src/cli.ts …, node dist/src/cli.js …); bin/awaken-mailbox.js calls `main`. */
+const invokedDirectly =
+  process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
+if (invokedDirectly) {
+  const code = await main(process.argv.slice(2));
+  // Exit explicitly: a store or client that failed half-way must not keep the CLI alive.
+  process.exit(code);
+}

@@ -1,0 +1,24 @@
+/**
+ * awaken-mailbox: the durable run mailbox of Awaken-style agent runtimes.
+ * Everything users and tests import comes from here (design.md §2).
+ */
+export * from './contract/index.js';
+export { MemoryMailboxStore } from './memory/index.js';
+export type { MemoryMailboxStoreOptions } from './memory/index.js';
+export { createMailboxStore, RedisMailboxStore, redisKeys } from './redis/index.js';
+export type { CreateMailboxStoreOptions, SignalsMode, RedisKeys } from './redis/index.js';
+export {
+  Mailbox,
+  PermanentError,
+  RunAbortedError,
+  MailboxStoppedError,
+  DEFAULT_MAILBOX_CONFIG,
+  abortReasonOf,
+} from './mailbox/index.js';
+export type * from './mailbox/types.js';
+export type { AbortReason } from './mailbox/index.js';
+export { NatsLiveChannel, liveSubjectPrefix } from './live/nats-live.js';
+export type { LiveChannel } from './live/channel.js';
+export type { SignalTransport, SignalRef } from './signals/transport.js';
+export type { Logger } from './util/logger.js';
+export { consoleLogger, silentLogger } from './util/logger.js';

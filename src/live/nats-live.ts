@@ -1,0 +1,376 @@
+/**
+ * Live steering over core NATS request/reply (contract.md §7, upstream-nats.md §6, design.md §3 item 4).
+ *
+ * Producer: one request to the exact subject; `Delivered` only when a reply arrived (the consumer acked),
+ * `NoSubscriber` on no responders (immediate, nats-server answers 503) or on timeout (a subscriber dropped the
+ * receipt, could not decode, or its buffer was full). Anything else is `Io`: it does not prove the command went
+ * unseen. Consumer: a plain subscription on the exact subject (no wildcard, no queue group), so several
+ * subscribers of one subject all receive every command and the producer is satisfied by the first ack.
+ * Nothing is persisted and nothing is retried.
+ */
+import { Empty, NoRespondersError, RequestError, TimeoutError, headers } from '@nats-io/nats-core';
+import type { Msg, NatsConnection, RequestOptions, Subscription } from '@nats-io/nats-core';
+import * as args from '../contract/args.js';
+import { StorageError } from '../contract/errors.js';
+import type {
+  LiveCommandReceipt,
+  LiveDeliveryOutcome,
+  LiveRunCommand,
+  LiveRunCommandEntry,
+  LiveRunCommandStream,
+  LiveRunTarget,
+} from '../contract/types.js';
+import { silentLogger, type Logger } from '../util/logger.js';
+import type { LiveChannel } from './channel.js';
+import { targetLiveSubject, threadLiveSubject, validateLivePrefix } from './subjects.js';
+import { CONTENT_TYPE_HEADER, decodeLivePayload, encodeLivePayload, type LiveCodec } from './wire.js';
+
+export { liveSubjectPrefix } from './subjects.js';
+
+export const DEFAULT_LIVE_REQUEST_TIMEOUT_MS = 5000;
+/** Commands buffered per subscription while the consumer is not reading; more are dropped (and counted). */
+export const DEFAULT_MAX_BUFFERED_COMMANDS = 256;
+const MAX_REQUEST_TIMEOUT_MS = 3_600_000;
+/** At most one "dropped inbound payload" warning per channel in this window; the counters keep the totals. */
+const DROP_WARN_INTERVAL_MS = 10_000;
+
+export interface NatsLiveChannelOptions {
+  /** An open connection; the channel never closes it (its owner does). */
+  nc: NatsConnection;
+  /** From `liveSubjectPrefix(namespace, override)`: `live`, `<namespace>.live` or the override. */
+  subjectPrefix: string;
+  /** Producer request timeout (default 5000 ms, upstream `nats_request_timeout`). */
+  requestTimeoutMs?: number;
+  /** Producer payload codec (default `json`, the upstream wire format). Receivers accept both. */
+  codec?: LiveCodec;
+  logger?: Logger;
+  /** Per-subscription buffer bound (default 256). */
+  maxBufferedCommands?: number;
+}
+
+export class NatsLiveChannel implements LiveChannel {
+  readonly #nc: NatsConnection;
+  readonly #prefix: string;
+  readonly #timeoutMs: number;
+  readonly #codec: LiveCodec;
+  readonly #logger: Logger;
+  readonly #maxBuffered: number;
+  readonly #streams = new Set<NatsLiveStream>();
+  #closed = false;
+  #dropped = 0;
+  #overflowed = 0;
+  #lastDropWarnAt = 0;
+  #dropsSinceWarn = 0;
+
+  constructor(options: NatsLiveChannelOptions) {
+    if (!options || typeof options !== 'object') throw StorageError.validation('options must be an object');
+    const { nc } = options;
+    if (!nc || typeof nc.request !== 'function' || typeof nc.subscribe !== 'function') {
+      throw StorageError.validation('nc must be a NatsConnection');
+    }
+    this.#nc = nc;
+    this.#prefix = validateLivePrefix(options.subjectPrefix, 'subjectPrefix');
+    this.#timeoutMs = positiveInt(
+      'requestTimeoutMs',
+      options.requestTimeoutMs,
+      DEFAULT_LIVE_REQUEST_TIMEOUT_MS,
+      MAX_REQUEST_TIMEOUT_MS,
+    );
+    const codec = options.codec ?? 'json';
+    if (codec !== 'json' && codec !== 'msgpack') {
+      throw StorageError.validation("codec must be 'json' or 'msgpack'");
+    }
+    this.#codec = codec;
+    this.#logger = options.logger ?? silentLogger;
+    this.#maxBuffered = positiveInt(
+      'maxBufferedCommands',
+      options.maxBufferedCommands,
+      DEFAULT_MAX_BUFFERED_COMMANDS,
+      1_000_000,
+    );
+  }
+
+  /** Inbound payloads dropped because they were malformed (bad JSON / msgpack, unknown variant or content type). */
+  get droppedMessages(): number {
+    return this.#dropped;
+  }
+
+  /** Inbound commands dropped because a subscription's buffer was full (the consumer was not reading). */
+  get overflowedMessages(): number {
+    return this.#overflowed;
+  }
+
+  get subjectPrefix(): string {
+    return this.#prefix;
+  }
+
+  async deliverLive(threadId: string, command: LiveRunCommand): Promise<LiveDeliveryOutcome> {
+    const thread = args.id('thread_id', threadId);
+    const cmd = args.liveCommand(command);
+    return this.#deliver(threadLiveSubject(this.#prefix, thread), cmd);
+  }
+
+  async deliverLiveTo(target: LiveRunTarget, command: LiveRunCommand): Promise<LiveDeliveryOutcome> {
+    const t = args.liveTarget(target);
+    const cmd = args.liveCommand(command);
+    return this.#deliver(targetLiveSubject(this.#prefix, t), cmd);
+  }
+
+  async openLiveChannel(threadId: string): Promise<LiveRunCommandStream> {
+    const thread = args.id('thread_id', threadId);
+    return this.#open(threadLiveSubject(this.#prefix, thread));
+  }
+
+  async openLiveChannelFor(target: LiveRunTarget): Promise<LiveRunCommandStream> {
+    const t = args.liveTarget(target);
+    return this.#open(targetLiveSubject(this.#prefix, t));
+  }
+
+  /** Unsubscribe every stream this channel opened and end their iterators. Idempotent; leaves `nc` open. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const streams = [...this.#streams];
+    this.#streams.clear();
+    await Promise.all(streams.map((s) => s.close()));
+  }
+
+  async #deliver(subject: string, command: LiveRunCommand): Promise<LiveDeliveryOutcome> {
+    this.#assertOpen();
+    const payload = encodeLivePayload(command, this.#codec);
+    const opts: RequestOptions = { timeout: this.#timeoutMs };
+    if (payload.contentType !== null) {
+      const h = headers();
+      h.set(CONTENT_TYPE_HEADER, payload.contentType);
+      opts.headers = h;
+    }
+    try {
+      await this.#nc.request(subject, payload.data, opts);
+      return 'Delivered';
+    } catch (err) {
+      if (meansNoSubscriber(err)) return 'NoSubscriber';
+      throw StorageError.io(`nats request: ${redactCredentials(errorText(err))}`);
+    }
+  }
+
+  async #open(subject: string): Promise<LiveRunCommandStream> {
+    this.#assertOpen();
+    const stream = new NatsLiveStream(this.#maxBuffered, () => this.#streams.delete(stream));
+    let sub: Subscription;
+    try {
+      sub = this.#nc.subscribe(subject, {
+        callback: (err, msg) => this.#onMessage(stream, subject, err, msg),
+      });
+    } catch (err) {
+      throw StorageError.io(`nats subscribe: ${redactCredentials(errorText(err))}`);
+    }
+    stream.attach(sub);
+    this.#streams.add(stream);
+    // One PING/PONG so the server has registered the interest before we return: a producer delivering right
+    // after `open` resolves must not see "no responders". While disconnected, nats.js re-sends the SUB on
+    // reconnect, so a slow flush is not an error; we just stop waiting.
+    await this.#flushBounded();
+    return stream;
+  }
+
+  #onMessage(stream: NatsLiveStream, subject: string, err: Error | null, msg: Msg): void {
+    if (err) {
+      this.#logger.warn?.('live subscription error', { subject, error: redactCredentials(errorText(err)) });
+      return;
+    }
+    if (stream.isDone) return;
+    let command: LiveRunCommand;
+    try {
+      command = decodeLivePayload(msg.data, msg.headers?.get(CONTENT_TYPE_HEADER));
+    } catch (decodeErr) {
+      // Never replied to: the producer times out and sees NoSubscriber, as upstream.
+      this.#dropped++;
+      this.#warnDropped(subject, decodeErr);
+      return;
+    }
+    const entry: LiveRunCommandEntry = { command, receipt: new NatsLiveReceipt(msg, this.#logger) };
+    if (!stream.push(entry)) {
+      this.#overflowed++;
+      this.#warnDropped(subject, new Error(`buffer full (${this.#maxBuffered} commands)`));
+    }
+  }
+
+  #warnDropped(subject: string, err: unknown): void {
+    this.#dropsSinceWarn++;
+    const now = Date.now();
+    if (now - this.#lastDropWarnAt < DROP_WARN_INTERVAL_MS) return;
+    this.#logger.warn?.('dropped inbound live command', {
+      subject,
+      error: errorText(err),
+      droppedSinceLastWarning: this.#dropsSinceWarn,
+      malformedTotal: this.#dropped,
+      overflowedTotal: this.#overflowed,
+    });
+    this.#lastDropWarnAt = now;
+    this.#dropsSinceWarn = 0;
+  }
+
+  async #flushBounded(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const gaveUp = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), this.#timeoutMs);
+      timer.unref();
+    });
+    try {
+      const flushed = this.#nc.flush().then(
+        () => 'flushed' as const,
+        (err: unknown) => {
+          this.#logger.warn?.('live subscribe flush failed', { error: redactCredentials(errorText(err)) });
+          return 'failed' as const;
+        },
+      );
+      await Promise.race([flushed, gaveUp]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw StorageError.io('live channel is closed');
+  }
+}
+
+/** A subscription as an async iterator with a bounded buffer. Single logical consumer; `close` is idempotent. */
+class NatsLiveStream implements LiveRunCommandStream, AsyncIterator<LiveRunCommandEntry> {
+  readonly #max: number;
+  readonly #onClose: () => void;
+  #buffer: LiveRunCommandEntry[] = [];
+  #head = 0;
+  #waiters: ((result: IteratorResult<LiveRunCommandEntry>) => void)[] = [];
+  #sub: Subscription | null = null;
+  #done = false;
+
+  constructor(maxBuffered: number, onClose: () => void) {
+    this.#max = maxBuffered;
+    this.#onClose = onClose;
+  }
+
+  get isDone(): boolean {
+    return this.#done;
+  }
+
+  attach(sub: Subscription): void {
+    this.#sub = sub;
+    // The connection closed (or the server revoked the subscription): end the iterator instead of hanging.
+    void sub.closed.then(
+      () => this.#end(),
+      () => this.#end(),
+    );
+  }
+
+  /** False when the buffer is full and the entry was dropped. */
+  push(entry: LiveRunCommandEntry): boolean {
+    if (this.#done) return true;
+    const waiter = this.#waiters.shift();
+    if (waiter) {
+      waiter({ value: entry, done: false });
+      return true;
+    }
+    if (this.#buffer.length - this.#head >= this.#max) return false;
+    this.#buffer.push(entry);
+    return true;
+  }
+
+  next(): Promise<IteratorResult<LiveRunCommandEntry>> {
+    if (this.#head < this.#buffer.length) {
+      const value = this.#buffer[this.#head] as LiveRunCommandEntry;
+      this.#head++;
+      if (this.#head > 64 && this.#head * 2 > this.#buffer.length) {
+        this.#buffer = this.#buffer.slice(this.#head);
+        this.#head = 0;
+      }
+      return Promise.resolve({ value, done: false });
+    }
+    if (this.#done) return Promise.resolve({ value: undefined, done: true });
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  /** Leaving a `for await` loop early ends the stream, like dropping it upstream. */
+  async return(): Promise<IteratorResult<LiveRunCommandEntry>> {
+    await this.close();
+    return { value: undefined, done: true };
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<LiveRunCommandEntry> {
+    return this;
+  }
+
+  async close(): Promise<void> {
+    if (this.#done) return;
+    const sub = this.#sub;
+    this.#end();
+    if (sub && !sub.isClosed()) {
+      try {
+        sub.unsubscribe();
+      } catch {
+        // The connection is already closed: nothing left to unsubscribe.
+      }
+    }
+  }
+
+  #end(): void {
+    if (this.#done) return;
+    this.#done = true;
+    // Unread entries were never acked; their producers see NoSubscriber.
+    this.#buffer = [];
+    this.#head = 0;
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w({ value: undefined, done: true });
+    this.#onClose();
+  }
+}
+
+/** Ack = an empty reply. Best effort and idempotent, as upstream: a failed publish is only logged. */
+class NatsLiveReceipt implements LiveCommandReceipt {
+  readonly #msg: Msg;
+  readonly #logger: Logger;
+  #acked = false;
+
+  constructor(msg: Msg, logger: Logger) {
+    this.#msg = msg;
+    this.#logger = logger;
+  }
+
+  async ack(): Promise<void> {
+    if (this.#acked) return;
+    this.#acked = true;
+    try {
+      this.#msg.respond(Empty);
+    } catch (err) {
+      this.#logger.warn?.('live ack failed', { error: redactCredentials(errorText(err)) });
+    }
+  }
+}
+
+/** nats.js reports "nobody listening" as a TimeoutError, or a RequestError caused by NoRespondersError (503). */
+function meansNoSubscriber(err: unknown): boolean {
+  if (err instanceof TimeoutError || err instanceof NoRespondersError) return true;
+  if (err instanceof RequestError && err.isNoResponders()) return true;
+  // By name too, in case a second copy of nats-core is loaded (instanceof would then fail).
+  const names = new Set(['TimeoutError', 'NoResponders', 'NoRespondersError']);
+  if (!(err instanceof Error)) return false;
+  const cause = (err as { cause?: unknown }).cause;
+  return names.has(err.name) || (cause instanceof Error && names.has(cause.name));
+}
+
+/** Strip `user:pass@` / `token@` from any URL in an error message. */
+export function redactCredentials(text: string): string {
+  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^\s/@]+@/gi, '$1***@');
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function positiveInt(name: string, value: unknown, fallback: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1 || value > max) {
+    throw StorageError.validation(`${name} must be an integer in 1..=${max}`);
+  }
+  return value;
+}

@@ -1,0 +1,113 @@
+/**
+ * One claimed dispatch executing on this node: its claim, abort controller, command inbox, live channel and lease
+ * renewer, plus the phase `stop()` needs to know whether the claim can still be released safely.
+ */
+import type { LiveRunCommandStream, RunDispatch } from '../contract/types.js';
+import type { Logger } from '../util/logger.js';
+import { CommandInbox } from './command-inbox.js';
+import { RunAbortedError, abortReasonOf, errorMessage } from './errors.js';
+import type { AbortReason } from './errors.js';
+import { forwardLiveCommands } from './live-forwarder.js';
+import type { LeaseRenewer } from './lease-renewer.js';
+
+/** `starting` → `executing` (executor running) → `settling` (writing the outcome) → `done`. */
+export type RunPhase = 'starting' | 'executing' | 'settling' | 'done';
+
+export class ActiveRun {
+  readonly dispatch: RunDispatch;
+  readonly claimToken: string;
+  readonly inbox = new CommandInbox();
+  readonly #controller = new AbortController();
+  readonly #logger: Logger;
+  #stream: LiveRunCommandStream | null = null;
+  #renewer: LeaseRenewer | null = null;
+  phase: RunPhase = 'starting';
+  /** `stop()` gave up waiting for the executor and released the claim itself: write nothing more. */
+  detached = false;
+  /** Resolves when the execution (including its store writes) is over. Set by the launcher. */
+  finished: Promise<void> = Promise.resolve();
+
+  constructor(dispatch: RunDispatch, logger: Logger) {
+    if (dispatch.claim_token === null) throw new Error(`dispatch ${dispatch.dispatch_id} is not claimed`);
+    this.dispatch = dispatch;
+    this.claimToken = dispatch.claim_token;
+    this.#logger = logger;
+  }
+
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  get abortReason(): AbortReason | null {
+    return abortReasonOf(this.#controller.signal);
+  }
+
+  get label(): Record<string, unknown> {
+    return {
+      dispatchId: this.dispatch.dispatch_id,
+      threadId: this.dispatch.thread_id,
+      runId: this.dispatch.run_id,
+    };
+  }
+
+  /** Abort once; the first reason wins. True when this call aborted the run. */
+  abort(reason: AbortReason): boolean {
+    if (this.#controller.signal.aborted || this.phase === 'done') return false;
+    this.#controller.abort(new RunAbortedError(reason));
+    return true;
+  }
+
+  attachRenewer(renewer: LeaseRenewer): void {
+    this.#renewer = renewer;
+    renewer.start();
+  }
+
+  setWaiting(waiting: boolean): void {
+    this.#renewer?.setWaiting(waiting);
+  }
+
+  stopRenewing(): void {
+    this.#renewer?.stop();
+  }
+
+  /** Start forwarding the run's live channel into its inbox; a run already over closes the stream at once. */
+  attachLiveStream(stream: LiveRunCommandStream): void {
+    if (this.phase === 'done') {
+      void this.#closeStream(stream);
+      return;
+    }
+    this.#stream = stream;
+    void forwardLiveCommands(stream, this.inbox, () => this.abort('cancel'), this.#logger, this.label);
+  }
+
+  /** Whether a steering command can still reach the executor. */
+  get acceptsCommands(): boolean {
+    return (this.phase === 'starting' || this.phase === 'executing') && !this.inbox.isClosed;
+  }
+
+  /**
+   * The executor is done: refuse further commands (local senders see "not delivered", remote ones "no
+   * subscriber" at once instead of a request timeout). Idempotent.
+   */
+  async endCommands(): Promise<void> {
+    this.inbox.close();
+    const stream = this.#stream;
+    this.#stream = null;
+    if (stream) await this.#closeStream(stream);
+  }
+
+  /** End of the run: no more renewals, commands or live subscription. Idempotent. */
+  async close(): Promise<void> {
+    this.phase = 'done';
+    this.stopRenewing();
+    await this.endCommands();
+  }
+
+  async #closeStream(stream: LiveRunCommandStream): Promise<void> {
+    try {
+      await stream.close();
+    } catch (err) {
+      this.#logger.warn?.('closing the live channel failed', { ...this.label, error: errorMessage(err) });
+    }
+  }
+}

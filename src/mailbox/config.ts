@@ -1,0 +1,104 @@
+/**
+ * Mailbox service configuration: the server defaults of contract.md §10, each overridable, validated with zod.
+ * Bad input → `StorageError` kind `Validation` naming the field (`config.<field>: ...`).
+ */
+import { z } from 'zod';
+import { StorageError } from '../contract/errors.js';
+import { MAX_BATCH, MAX_PULL_EXPIRES_MS } from '../contract/args.js';
+import { describeZodError } from '../contract/schemas.js';
+import type { MailboxConfig } from './types.js';
+
+/** Longest delay a Node timer accepts (2^31 − 1 ms); every interval and wait must fit. */
+export const MAX_TIMER_MS = 2_147_483_647;
+
+/** awaken-server's INLINE_CLAIM_GUARD_MS: keeps thread scanners away from a dispatch about to be claimed by id. */
+export const INLINE_CLAIM_GUARD_MS = 60_000;
+/** Reclaim / recovery batch (contract.md §10). */
+export const RECLAIM_BATCH = 100;
+/** Sleep after a failed signal pull (contract.md §10). */
+export const PULL_ERROR_SLEEP_MS = 250;
+
+export const DEFAULT_MAILBOX_CONFIG: Readonly<MailboxConfig> = Object.freeze({
+  leaseMs: 30_000,
+  suspendedLeaseMs: 600_000,
+  leaseRenewalIntervalMs: 10_000,
+  sweepIntervalMs: 30_000,
+  gcIntervalMs: 60_000,
+  gcTtlMs: 86_400_000,
+  defaultMaxAttempts: 5,
+  defaultRetryDelayMs: 250,
+  maxRetryDelayMs: 30_000,
+  signalBatchSize: 32,
+  signalFetchExpiresMs: 500,
+  signalNackBaseDelayMs: 500,
+  signalNackMaxDelayMs: 30_000,
+  maxConcurrentHandlers: 32,
+  remoteCancelWaitMs: 5_000,
+  remoteCancelPollMs: 25,
+  stopGraceMs: 10_000,
+  idlePollIntervalMs: 1_000,
+});
+
+const ms = z.number().int().positive().max(MAX_TIMER_MS);
+const count = z.number().int().positive().max(MAX_BATCH);
+
+const overridesSchema = z
+  .strictObject({
+    leaseMs: ms,
+    suspendedLeaseMs: ms,
+    leaseRenewalIntervalMs: ms,
+    sweepIntervalMs: ms,
+    gcIntervalMs: ms,
+    gcTtlMs: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+    defaultMaxAttempts: z.number().int().positive().max(0xffff_ffff),
+    defaultRetryDelayMs: ms,
+    maxRetryDelayMs: ms,
+    signalBatchSize: count,
+    signalFetchExpiresMs: z.number().int().positive().max(MAX_PULL_EXPIRES_MS),
+    signalNackBaseDelayMs: ms,
+    signalNackMaxDelayMs: ms,
+    maxConcurrentHandlers: count,
+    remoteCancelWaitMs: ms,
+    remoteCancelPollMs: ms,
+    stopGraceMs: ms,
+    idlePollIntervalMs: ms,
+  })
+  .partial();
+
+/**
+ * Merge `overrides` over the defaults and check the combination. When only `leaseMs` is overridden, the renewal
+ * interval defaults to a third of the lease (at most 10 s), so a short test lease still gets renewed in time.
+ */
+export function resolveMailboxConfig(overrides: unknown = {}): MailboxConfig {
+  const parsed = overridesSchema.safeParse(overrides ?? {});
+  if (!parsed.success) throw StorageError.validation(describeZodError(parsed.error, 'config'));
+  const given = parsed.data;
+  const leaseMs = given.leaseMs ?? DEFAULT_MAILBOX_CONFIG.leaseMs;
+  const config: MailboxConfig = {
+    ...DEFAULT_MAILBOX_CONFIG,
+    ...stripUndefined(given),
+    leaseRenewalIntervalMs:
+      given.leaseRenewalIntervalMs ??
+      Math.max(1, Math.min(DEFAULT_MAILBOX_CONFIG.leaseRenewalIntervalMs, Math.floor(leaseMs / 3))),
+  };
+  const fail = (msg: string): never => {
+    throw StorageError.validation(msg);
+  };
+  if (config.leaseRenewalIntervalMs >= config.leaseMs) {
+    fail('config.leaseRenewalIntervalMs: must be shorter than config.leaseMs');
+  }
+  if (config.leaseRenewalIntervalMs >= config.suspendedLeaseMs) {
+    fail('config.leaseRenewalIntervalMs: must be shorter than config.suspendedLeaseMs');
+  }
+  if (config.defaultRetryDelayMs > config.maxRetryDelayMs) {
+    fail('config.defaultRetryDelayMs: must not exceed config.maxRetryDelayMs');
+  }
+  if (config.signalNackBaseDelayMs > config.signalNackMaxDelayMs) {
+    fail('config.signalNackBaseDelayMs: must not exceed config.signalNackMaxDelayMs');
+  }
+  return Object.freeze(config);
+}
+
+function stripUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,503 @@
+/**
+ * Executing one claimed dispatch (contract.md §13 B): pre-start check, `recordDispatchStart`, the executor with
+ * its AbortSignal and live commands, `recordRunResult`, then ack / nack with backoff / dead-letter by outcome,
+ * with the ack-failure recovery of §13 B.7. Every store error is logged, never thrown: the claim's lease and the
+ * sweep are the safety net.
+ *
+ * With a `FusedMailboxStore` (src/contract/fused.ts) the claim already recorded the start in the same atomic
+ * step (`claimAndStart` / `claimDispatchAndStart`, see `PreStarted`), and a completed run records its result
+ * and acks in one call (`completeAndAck`).
+ */
+import { v7 as uuidv7 } from 'uuid';
+import { isStorageError } from '../contract/errors.js';
+import { isFusedStore, type FusedMailboxStore } from '../contract/fused.js';
+import type { MailboxStore } from '../contract/store.js';
+import type { RunDispatch, RunDispatchResult, RunStatus, TerminationReason } from '../contract/types.js';
+import type { Logger } from '../util/logger.js';
+import type { ActiveRun } from './active-run.js';
+import { retryDelayMs } from './backoff.js';
+import { errorMessage, isPermanentError } from './errors.js';
+import * as records from './records.js';
+import type { Executor, ExecutorContext, ExecutorOutcome, MailboxConfig, MailboxEvents } from './types.js';
+
+export type EmitFn = <K extends keyof MailboxEvents>(event: K, ...args: MailboxEvents[K]) => void;
+
+export interface ExecutionDeps {
+  store: MailboxStore;
+  executor: Executor;
+  config: MailboxConfig;
+  logger: Logger;
+  /** 'full' = upstream's load + epoch check before start; 'none' relies on `recordDispatchStart`'s own checks. */
+  preStartCheck: 'full' | 'none';
+  emit: EmitFn;
+  /** Try the thread again at `at` (a nacked dispatch's retry time). */
+  scheduleWake(threadId: string, at: number): void;
+}
+
+/** What the Mailbox does with the claim once the executor is done. */
+type Settlement =
+  | {
+      kind: 'completed';
+      status: RunStatus;
+      termination: TerminationReason | null;
+      response: string | null;
+      error: string | null;
+    }
+  | { kind: 'retry'; error: string }
+  | { kind: 'fail'; error: string }
+  /** `stop()` cut the run short: nack with retry_at = now so another node takes it at once. */
+  | { kind: 'release'; error: string }
+  /** The claim is gone (lease lost): nothing may be written. */
+  | { kind: 'lost' };
+
+const CANCELLED: Settlement = {
+  kind: 'completed',
+  status: 'done',
+  termination: { type: 'cancelled' },
+  response: null,
+  error: null,
+};
+const SHUTDOWN_ERROR = 'mailbox stopped before the run finished';
+
+/** A claim whose start the store already recorded atomically with the claim (fused stores). */
+export interface PreStarted {
+  /** The record after the start, as the store returned it. */
+  started: RunDispatch;
+  instanceId: string;
+}
+
+/**
+ * The record as the claim alone left it: a Queued record never carries runtime result fields, and the fused
+ * claim + start stamps both at the same `now`, so only the start's fields differ.
+ */
+export function claimedBeforeStart(started: RunDispatch): RunDispatch {
+  return {
+    ...started,
+    dispatch_instance_id: null,
+    run_status: null,
+    termination: null,
+    run_response: null,
+    run_error: null,
+    completed_at: null,
+  };
+}
+
+export async function executeClaimed(
+  deps: ExecutionDeps,
+  run: ActiveRun,
+  preStarted: PreStarted | null = null,
+): Promise<void> {
+  const begun = preStarted ?? (await begin(deps, run));
+  if (begun === null) return;
+  if (preStarted !== null) await openLive(deps, run);
+  const { started, instanceId } = begun;
+  deps.emit('started', started, instanceId);
+
+  run.phase = 'executing';
+  const settlement = await runExecutor(deps, run, started, instanceId);
+  if (run.detached) return;
+  run.phase = 'settling';
+  run.stopRenewing();
+  await run.endCommands();
+  await settle(deps, run, started, instanceId, settlement);
+}
+
+/** Pre-start check, `recordDispatchStart` and the live channel (opened meanwhile); null = do not run. */
+async function begin(deps: ExecutionDeps, run: ActiveRun): Promise<PreStarted | null> {
+  const { store, logger } = deps;
+  const d = run.dispatch;
+  const token = run.claimToken;
+
+  if (deps.preStartCheck === 'full' && !(await preStartCheck(deps, run))) return null;
+
+  const instanceId = uuidv7();
+  const startedAt = Date.now();
+  const [start, live] = await Promise.allSettled([
+    store.recordDispatchStart(d.dispatch_id, token, instanceId, startedAt),
+    store.openLiveChannelFor(records.targetOf(d)),
+  ]);
+  if (live.status === 'fulfilled') run.attachLiveStream(live.value);
+  else warnNoLive(deps, run, live.reason);
+  if (start.status === 'rejected') {
+    logger.warn?.('recording the dispatch start failed; not running', {
+      ...run.label,
+      error: errorMessage(start.reason),
+    });
+    await reconcile(deps, run);
+    return null;
+  }
+
+  const started: RunDispatch = {
+    ...d,
+    dispatch_instance_id: instanceId,
+    run_status: 'running',
+    termination: null,
+    run_response: null,
+    run_error: null,
+    completed_at: null,
+    updated_at: startedAt,
+  };
+  return { started, instanceId };
+}
+
+async function openLive(deps: ExecutionDeps, run: ActiveRun): Promise<void> {
+  try {
+    run.attachLiveStream(await deps.store.openLiveChannelFor(records.targetOf(run.dispatch)));
+  } catch (err) {
+    warnNoLive(deps, run, err);
+  }
+}
+
+function warnNoLive(deps: ExecutionDeps, run: ActiveRun, err: unknown): void {
+  deps.logger.warn?.('opening the live channel failed; running without live commands', {
+    ...run.label,
+    error: errorMessage(err),
+  });
+}
+
+/** §13 B.1–2: the claim must still be ours and current; a stale one is superseded. */
+async function preStartCheck(deps: ExecutionDeps, run: ActiveRun): Promise<boolean> {
+  const { store, logger } = deps;
+  const d = run.dispatch;
+  let loaded: RunDispatch | null;
+  let epoch: number;
+  try {
+    [loaded, epoch] = await Promise.all([
+      store.loadDispatch(d.dispatch_id),
+      store.currentDispatchEpoch(d.thread_id),
+    ]);
+  } catch (err) {
+    logger.warn?.('pre-start check failed; leaving the claim to expire', {
+      ...run.label,
+      error: errorMessage(err),
+    });
+    return false;
+  }
+  if (!loaded || loaded.status !== 'Claimed' || loaded.claim_token !== run.claimToken) {
+    if (loaded?.status === 'Superseded') deps.emit('superseded', loaded);
+    return false;
+  }
+  if (loaded.dispatch_epoch < epoch) {
+    try {
+      const superseded = await store.supersedeClaimed(
+        d.dispatch_id,
+        run.claimToken,
+        Date.now(),
+        'claimed dispatch superseded before execution start',
+      );
+      if (superseded) deps.emit('superseded', superseded);
+    } catch (err) {
+      logger.warn?.('superseding a stale claim failed', { ...run.label, error: errorMessage(err) });
+    }
+    return false;
+  }
+  return true;
+}
+
+async function runExecutor(
+  deps: ExecutionDeps,
+  run: ActiveRun,
+  started: RunDispatch,
+  instanceId: string,
+): Promise<Settlement> {
+  if (run.signal.aborted) return afterAbort(run, null);
+  const ctx: ExecutorContext = Object.freeze({
+    dispatch: started,
+    instanceId,
+    attempt: started.attempt_count + 1,
+    signal: run.signal,
+    commands: run.inbox,
+    setWaiting: (waiting: boolean) => run.setWaiting(waiting),
+  });
+  let outcome: ExecutorOutcome;
+  try {
+    outcome = await deps.executor(ctx);
+  } catch (err) {
+    if (run.signal.aborted) return afterAbort(run, null);
+    if (isPermanentError(err)) return { kind: 'fail', error: errorMessage(err) };
+    return { kind: 'retry', error: errorMessage(err) };
+  }
+  const settlement = fromOutcome(outcome);
+  return run.signal.aborted ? afterAbort(run, settlement) : settlement;
+}
+
+/**
+ * A run the Mailbox aborted: cancel/interrupt end it as cancelled (a cancelled run is never retried; an explicit
+ * `fail` still dead-letters), `stop()` releases it for another node, a lost lease writes nothing.
+ */
+function afterAbort(run: ActiveRun, outcome: Settlement | null): Settlement {
+  switch (run.abortReason) {
+    case 'lease-lost':
+      return { kind: 'lost' };
+    case 'shutdown':
+      return { kind: 'release', error: SHUTDOWN_ERROR };
+    default:
+      if (outcome && (outcome.kind === 'completed' || outcome.kind === 'fail')) return outcome;
+      return CANCELLED;
+  }
+}
+
+function fromOutcome(outcome: unknown): Settlement {
+  if (!outcome || typeof outcome !== 'object' || !('kind' in outcome)) {
+    return { kind: 'fail', error: 'executor returned an invalid outcome' };
+  }
+  const o = outcome as ExecutorOutcome;
+  switch (o.kind) {
+    case 'completed': {
+      const termination = o.termination ?? null;
+      return {
+        kind: 'completed',
+        status: o.status ?? (termination?.type === 'suspended' ? 'waiting' : 'done'),
+        termination,
+        response: o.response ?? null,
+        error: o.error ?? null,
+      };
+    }
+    case 'retry':
+      return { kind: 'retry', error: String(o.error) };
+    case 'fail':
+      return { kind: 'fail', error: String(o.error) };
+    default:
+      return { kind: 'fail', error: 'executor returned an invalid outcome' };
+  }
+}
+
+async function settle(
+  deps: ExecutionDeps,
+  run: ActiveRun,
+  started: RunDispatch,
+  instanceId: string,
+  settlement: Settlement,
+): Promise<void> {
+  const { logger } = deps;
+  switch (settlement.kind) {
+    case 'lost':
+      logger.warn?.('run ended after its lease was lost; nothing recorded', run.label);
+      return;
+    case 'release':
+      await nack(deps, run, started, Date.now(), settlement.error);
+      return;
+    default:
+      break;
+  }
+  const result: RunDispatchResult = {
+    run_id: started.run_id,
+    dispatch_instance_id: instanceId,
+    ...(settlement.kind === 'completed'
+      ? {
+          status: settlement.status,
+          termination: settlement.termination,
+          response: settlement.response,
+          error: settlement.error,
+        }
+      : { status: 'done', termination: { type: 'error', value: settlement.error }, error: settlement.error }),
+  };
+  if (settlement.kind === 'completed' && isFusedStore(deps.store)) {
+    await completeFused(deps, deps.store, run, started, settlement, result);
+    return;
+  }
+  await settleSequential(deps, run, started, settlement, result);
+}
+
+/** `recordRunResult`, then ack / nack / dead-letter by the settlement. */
+async function settleSequential(
+  deps: ExecutionDeps,
+  run: ActiveRun,
+  started: RunDispatch,
+  settlement: Settlement & { kind: 'completed' | 'retry' | 'fail' },
+  result: RunDispatchResult,
+): Promise<void> {
+  const recordedAt = Date.now();
+  const recorded = await recordResult(deps, run, result, recordedAt);
+  if (recorded === 'stale') {
+    await reconcile(deps, run);
+    return;
+  }
+  const withResult = recorded === 'ok' ? records.withResult(started, result, recordedAt) : started;
+  switch (settlement.kind) {
+    case 'completed':
+      await ack(deps, run, withResult, result, recorded === 'ok');
+      return;
+    case 'retry': {
+      const now = Date.now();
+      const delay = retryDelayMs(
+        started.attempt_count,
+        deps.config.defaultRetryDelayMs,
+        deps.config.maxRetryDelayMs,
+      );
+      await nack(deps, run, withResult, now + delay, settlement.error);
+      return;
+    }
+    case 'fail':
+      await deadLetter(deps, run, withResult, settlement.error);
+      return;
+  }
+}
+
+/**
+ * A completed run on a fused store: result + ack in one call. A `VersionConflict` can only come from the
+ * result step (the claim was superseded or lost): reconcile, as the sequential path does. Any other failure
+ * leaves it unknown whether the call committed (lost reply): read the record, report an ack that did
+ * commit, and otherwise fall back to the sequential writes with their own §13 B.7 recovery.
+ */
+async function completeFused(
+  deps: ExecutionDeps,
+  store: FusedMailboxStore,
+  run: ActiveRun,
+  started: RunDispatch,
+  settlement: Settlement & { kind: 'completed' },
+  result: RunDispatchResult,
+): Promise<void> {
+  const now = Date.now();
+  try {
+    await store.completeAndAck(run.dispatch.dispatch_id, run.claimToken, result, now);
+    deps.emit('completed', records.acked(records.withResult(started, result, now), now));
+    return;
+  } catch (err) {
+    deps.logger.warn?.('recording the run result and ack failed', { ...run.label, error: errorMessage(err) });
+    if (isStorageError(err, 'VersionConflict')) {
+      await reconcile(deps, run);
+      return;
+    }
+  }
+  const loaded = await load(deps, run);
+  if (!loaded) return;
+  if (loaded.status === 'Acked') {
+    deps.emit('completed', loaded);
+    return;
+  }
+  if (loaded.status === 'Claimed' && loaded.claim_token === run.claimToken) {
+    await settleSequential(deps, run, started, settlement, result);
+    return;
+  }
+  reportFound(deps, run, loaded);
+}
+
+async function recordResult(
+  deps: ExecutionDeps,
+  run: ActiveRun,
+  result: RunDispatchResult,
+  now: number,
+): Promise<'ok' | 'failed' | 'stale'> {
+  try {
+    await deps.store.recordRunResult(run.dispatch.dispatch_id, run.claimToken, result, now);
+    return 'ok';
+  } catch (err) {
+    deps.logger.warn?.('recording the run result failed', { ...run.label, error: errorMessage(err) });
+    return isStorageError(err, 'VersionConflict') ? 'stale' : 'failed';
+  }
+}
+
+async function ack(
+  deps: ExecutionDeps,
+  run: ActiveRun,
+  withResult: RunDispatch,
+  result: RunDispatchResult,
+  resultRecorded: boolean,
+): Promise<void> {
+  const { store, logger } = deps;
+  const now = Date.now();
+  try {
+    await store.ack(run.dispatch.dispatch_id, run.claimToken, now);
+    deps.emit('completed', records.acked(withResult, now));
+    return;
+  } catch (err) {
+    logger.warn?.('ack failed; checking the dispatch', { ...run.label, error: errorMessage(err) });
+  }
+  // §13 B.7: the ack may have committed (lost reply), or the claim may still be ours and worth a second try.
+  const loaded = await load(deps, run);
+  if (!loaded) return;
+  if (loaded.status === 'Acked') {
+    deps.emit('completed', loaded);
+    return;
+  }
+  if (
+    resultRecorded &&
+    loaded.status === 'Claimed' &&
+    loaded.claim_token === run.claimToken &&
+    loaded.dispatch_instance_id === result.dispatch_instance_id &&
+    loaded.run_status === result.status
+  ) {
+    const again = Date.now();
+    try {
+      await store.ack(run.dispatch.dispatch_id, run.claimToken, again);
+      deps.emit('completed', records.acked(loaded, again));
+    } catch (err) {
+      logger.error?.('ack retry failed', { ...run.label, error: errorMessage(err) });
+      await reconcile(deps, run);
+    }
+    return;
+  }
+  reportFound(deps, run, loaded);
+}
+
+async function nack(
+  deps: ExecutionDeps,
+  run: ActiveRun,
+  base: RunDispatch,
+  retryAt: number,
+  error: string,
+): Promise<void> {
+  const now = Date.now();
+  try {
+    await deps.store.nack(run.dispatch.dispatch_id, run.claimToken, retryAt, error, now);
+  } catch (err) {
+    deps.logger.warn?.('nack failed', { ...run.label, error: errorMessage(err) });
+    await reconcile(deps, run);
+    return;
+  }
+  const after = records.nacked(base, retryAt, error, now);
+  if (after.status === 'Queued') {
+    deps.emit('retried', after, error, retryAt);
+    deps.scheduleWake(after.thread_id, retryAt);
+  } else {
+    deps.emit('deadLettered', after, error);
+  }
+}
+
+async function deadLetter(
+  deps: ExecutionDeps,
+  run: ActiveRun,
+  base: RunDispatch,
+  error: string,
+): Promise<void> {
+  const now = Date.now();
+  try {
+    await deps.store.deadLetter(run.dispatch.dispatch_id, run.claimToken, error, now);
+    deps.emit('deadLettered', records.deadLettered(base, error, now), error);
+  } catch (err) {
+    deps.logger.warn?.('dead-letter failed', { ...run.label, error: errorMessage(err) });
+    await reconcile(deps, run);
+  }
+}
+
+/** After a failed write: read the record and report what happened to it (typically a lazy supersede). */
+async function reconcile(deps: ExecutionDeps, run: ActiveRun): Promise<void> {
+  const loaded = await load(deps, run);
+  if (loaded) reportFound(deps, run, loaded);
+}
+
+async function load(deps: ExecutionDeps, run: ActiveRun): Promise<RunDispatch | null> {
+  try {
+    const loaded = await deps.store.loadDispatch(run.dispatch.dispatch_id);
+    if (!loaded) deps.logger.warn?.('dispatch vanished', run.label);
+    return loaded;
+  } catch (err) {
+    deps.logger.error?.('loading the dispatch failed', { ...run.label, error: errorMessage(err) });
+    return null;
+  }
+}
+
+function reportFound(deps: ExecutionDeps, run: ActiveRun, loaded: RunDispatch): void {
+  if (loaded.status === 'Superseded') {
+    deps.emit('superseded', loaded);
+    return;
+  }
+  deps.logger.warn?.('dispatch left in an unexpected state', { ...run.label, status: loaded.status });
+}
+
+/** Give a claim back for immediate retry elsewhere (`stop()`): nack with retry_at = now. */
+export async function releaseClaim(deps: ExecutionDeps, run: ActiveRun, error: string): Promise<void> {
+  run.stopRenewing();
+  await nack(deps, run, run.dispatch, Date.now(), error);
+}

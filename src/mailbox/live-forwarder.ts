@@ -1,0 +1,67 @@
+/**
+ * The runtime forwarder of contract.md §7 / upstream-nats.md §6.5, for one run: reads the run's live channel and
+ * - `Cancel` → abort the run, ack, stop forwarding;
+ * - `Messages` / `Decision` / `PendingBoundaryWake` → into the run's inbox (the executor acks once it accepted
+ *   them); a full inbox drops the receipt, a closed one ends forwarding;
+ * - anything else (a newer variant this build does not know) → abort the run and drop the receipt: fail closed.
+ */
+import type { LiveRunCommand, LiveRunCommandStream } from '../contract/types.js';
+import type { Logger } from '../util/logger.js';
+import type { CommandInbox } from './command-inbox.js';
+import { errorMessage } from './errors.js';
+
+export function isKnownForwardedCommand(command: LiveRunCommand): boolean {
+  if (command === 'PendingBoundaryWake') return true;
+  if (typeof command !== 'object' || command === null) return false;
+  const keys = Object.keys(command);
+  if (keys.length !== 1) return false;
+  const entry = command as Record<string, unknown>;
+  return (
+    (keys[0] === 'Messages' && Array.isArray(entry.Messages)) ||
+    (keys[0] === 'Decision' && Array.isArray(entry.Decision))
+  );
+}
+
+export async function forwardLiveCommands(
+  stream: LiveRunCommandStream,
+  inbox: CommandInbox,
+  abortRun: () => void,
+  logger: Logger,
+  runLabel: Record<string, unknown>,
+): Promise<void> {
+  try {
+    for await (const entry of stream) {
+      const { command } = entry;
+      if (command === 'Cancel') {
+        abortRun();
+        await entry.receipt.ack().catch((err: unknown) => {
+          logger.warn?.('live cancel ack failed', { ...runLabel, error: errorMessage(err) });
+        });
+        return;
+      }
+      if (isKnownForwardedCommand(command)) {
+        if (!inbox.offer(entry)) {
+          if (inbox.isClosed) return;
+          logger.warn?.('run inbox full; live command not delivered', runLabel);
+        }
+        continue;
+      }
+      logger.warn?.('unknown live command; cancelling the run', { ...runLabel, command: safeJson(command) });
+      abortRun();
+      return;
+    }
+  } catch (err) {
+    logger.warn?.('live channel failed; the run continues without live commands', {
+      ...runLabel,
+      error: errorMessage(err),
+    });
+  }
+}
+
+function safeJson(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}

@@ -1,0 +1,792 @@
+/**
+ * The Mailbox service (design.md §6, contract.md §13): the dispatch loop a runtime plugs its executor into.
+ * Works on any `MailboxStore`. One run at a time per thread on this node; the store's claim guarantees one at a
+ * time per thread across nodes. The store is the caller's: `stop()` releases everything of the Mailbox and
+ * leaves the store open.
+ */
+import { EventEmitter } from 'node:events';
+import { v7 as uuidv7 } from 'uuid';
+import * as args from '../contract/args.js';
+import { StorageError, isStorageError } from '../contract/errors.js';
+import { isFusedStore } from '../contract/fused.js';
+import { queuedDispatch } from '../contract/helpers.js';
+import type { MailboxStore } from '../contract/store.js';
+import type { DispatchSignalEntry, Message, RunDispatch, ToolCallResume } from '../contract/types.js';
+import { silentLogger } from '../util/logger.js';
+import type { Logger } from '../util/logger.js';
+import { ActiveRun } from './active-run.js';
+import { signalNackDelayMs } from './backoff.js';
+import { deliverLocally } from './command-inbox.js';
+import { INLINE_CLAIM_GUARD_MS, RECLAIM_BATCH, resolveMailboxConfig } from './config.js';
+import { MailboxStoppedError, errorMessage } from './errors.js';
+import { claimedBeforeStart, executeClaimed, releaseClaim } from './execution.js';
+import type { ExecutionDeps, PreStarted } from './execution.js';
+import { LeaseRenewer } from './lease-renewer.js';
+import { targetOf } from './records.js';
+import { RecentSubmissions } from './recent-submissions.js';
+import { parseDecision, parseMessages, parseSubmit } from './requests.js';
+import { SignalLoop } from './signal-loop.js';
+import { ThreadWorkers } from './thread-workers.js';
+import type { ThreadWorker } from './thread-workers.js';
+import { PeriodicTask, forEachLimited, settlesWithin, sleep } from './timing.js';
+import type {
+  Executor,
+  MailboxApi,
+  MailboxConfig,
+  MailboxEvents,
+  MailboxOptions,
+  MessageSink,
+  QueuedMessages,
+  SubmitRequest,
+  SubmitResult,
+} from './types.js';
+
+/** How long a local `sendMessages` / `sendDecision` waits for the executor's ack (the NATS request timeout). */
+const LOCAL_ACK_TIMEOUT_MS = 5_000;
+/** Reclaim pages per sweep / recovery: bounded, and more than upstream's single page. */
+const MAX_RECLAIM_PAGES = 10;
+/** Threads tried per idle-poll tick (stores without signals). */
+const IDLE_POLL_MAX_THREADS = 1_000;
+/** After `stop()` aborts the runs left at the end of the grace period, how long they get to settle. */
+const ABORT_SETTLE_MS = 2_000;
+const ACTIVE_RUN_CONFLICT = 'thread has an active run; cannot claim inline';
+
+/** Result of `try_dispatch_next` (contract.md §13 D.3), plus `Stopping` while `stop()` runs. */
+type TryResult =
+  | { kind: 'Claimed'; dispatch: RunDispatch }
+  | { kind: 'Busy' }
+  | { kind: 'NoEligible' }
+  | { kind: 'TransientError' }
+  | { kind: 'Stopping' };
+
+type State = 'new' | 'starting' | 'started' | 'stopping' | 'stopped';
+
+/** A dispatch this node just claimed; `preStarted` when a fused store recorded its start in the same step. */
+interface Claim {
+  dispatch: RunDispatch;
+  preStarted: PreStarted | null;
+}
+
+export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
+  readonly consumerId: string;
+  readonly config: MailboxConfig;
+  readonly #store: MailboxStore;
+  readonly #logger: Logger;
+  readonly #messageSink: MessageSink | null;
+  readonly #deps: ExecutionDeps;
+  readonly #workers = new ThreadWorkers();
+  /** Active runs on this node by dispatch id. */
+  readonly #runs = new Map<string, ActiveRun>();
+  readonly #recent = new RecentSubmissions();
+  /** Fire-and-forget work (try_dispatch_next kicks) that `stop()` waits for. */
+  readonly #background = new Set<Promise<unknown>>();
+  #state: State = 'new';
+  #startPromise: Promise<void> | null = null;
+  #stopPromise: Promise<void> | null = null;
+  #signalLoop: SignalLoop | null = null;
+  readonly #periodic: PeriodicTask[] = [];
+  #idlePollOffset = 0;
+
+  constructor(options: MailboxOptions) {
+    super();
+    if (!options || typeof options !== 'object') throw StorageError.validation('options must be an object');
+    const { store, executor } = options;
+    if (!store || typeof store !== 'object' || typeof store.claim !== 'function') {
+      throw StorageError.validation('store must be a MailboxStore');
+    }
+    if (typeof executor !== 'function') throw StorageError.validation('executor must be a function');
+    if (options.messageSink !== undefined && typeof options.messageSink !== 'function') {
+      throw StorageError.validation('messageSink must be a function');
+    }
+    const preStartCheck = options.preStartCheck ?? 'full';
+    if (preStartCheck !== 'full' && preStartCheck !== 'none') {
+      throw StorageError.validation("preStartCheck must be 'full' or 'none'");
+    }
+    this.consumerId = options.consumerId === undefined ? uuidv7() : args.id('consumerId', options.consumerId);
+    this.config = resolveMailboxConfig(options.config ?? {});
+    this.#store = store;
+    this.#logger = options.logger ?? silentLogger;
+    this.#messageSink = options.messageSink ?? null;
+    this.#deps = {
+      store,
+      executor: executor as Executor,
+      config: this.config,
+      logger: this.#logger,
+      preStartCheck,
+      emit: (event, ...eventArgs) => this.#emit(event, ...eventArgs),
+      scheduleWake: (threadId, at) => this.#scheduleWake(threadId, at),
+    };
+  }
+
+  /** Number of runs executing on this node right now. */
+  get activeRuns(): number {
+    return this.#runs.size;
+  }
+
+  /**
+   * Startup recovery (§13 L: reclaim expired leases, then try every thread with queued work), then the signal
+   * loop (or the idle poll when the store has no signals), sweep and GC. A recovery error rejects and leaves the
+   * Mailbox unstarted, so `start()` may be called again.
+   */
+  start(): Promise<void> {
+    if (this.#state === 'stopping' || this.#state === 'stopped')
+      return Promise.reject(new MailboxStoppedError());
+    this.#startPromise ??= this.#start().catch((err: unknown) => {
+      this.#startPromise = null;
+      if (this.#state === 'starting') this.#state = 'new';
+      throw err;
+    });
+    return this.#startPromise;
+  }
+
+  async #start(): Promise<void> {
+    this.#state = 'starting';
+    await this.#recover();
+    if (this.#state !== 'starting') return; // stop() was called during recovery
+    const { config } = this;
+    if (this.#store.supportsDispatchSignals()) {
+      this.#signalLoop = new SignalLoop({
+        store: this.#store,
+        batchSize: config.signalBatchSize,
+        fetchExpiresMs: config.signalFetchExpiresMs,
+        maxConcurrentHandlers: config.maxConcurrentHandlers,
+        handle: (entry) => this.#handleSignal(entry),
+        logger: this.#logger,
+      });
+      this.#signalLoop.start();
+    } else {
+      this.#periodic.push(
+        new PeriodicTask(config.idlePollIntervalMs, () => this.#guard('idle poll', () => this.#pollIdle())),
+      );
+    }
+    this.#periodic.push(
+      new PeriodicTask(config.sweepIntervalMs, () => this.#guard('sweep', () => this.#reclaimExpired())),
+      new PeriodicTask(config.gcIntervalMs, () => this.#guard('gc', () => this.#gc())),
+    );
+    for (const task of this.#periodic) task.start();
+    this.#state = 'started';
+    this.#logger.info?.('mailbox started', {
+      consumerId: this.consumerId,
+      signals: this.#signalLoop !== null,
+    });
+  }
+
+  /** Foreground (§13 A): interrupt the thread, wait for its active run to release, enqueue, claim by id, run. */
+  submit(req: SubmitRequest): Promise<SubmitResult> {
+    if (this.#closing) return Promise.reject(new MailboxStoppedError());
+    return this.#track(this.#submit(req));
+  }
+
+  async #submit(req: SubmitRequest): Promise<SubmitResult> {
+    const r = parseSubmit(req, this.config.defaultMaxAttempts);
+    await this.#interruptForSubmit(r.threadId);
+
+    const now = Date.now();
+    const dispatch = queuedDispatch({
+      dispatch_id: r.dispatchId,
+      thread_id: r.threadId,
+      run_id: r.runId,
+      created_at: now,
+      available_at: now + INLINE_CLAIM_GUARD_MS,
+      priority: r.priority,
+      dedupe_key: r.dedupeKey,
+      max_attempts: r.maxAttempts,
+    });
+    await this.#store.enqueue(dispatch);
+    this.#recent.remember(r.runId, { dispatchId: r.dispatchId, threadId: r.threadId });
+
+    const worker = this.#workers.ensure(r.threadId);
+    worker.claiming++;
+    let claimed: Claim | null;
+    try {
+      claimed = await this.#claimById(r.dispatchId);
+    } finally {
+      worker.claiming--;
+    }
+    if (claimed) {
+      this.#launch(worker, claimed);
+      if (this.#closing) throw new MailboxStoppedError();
+      return { dispatchId: r.dispatchId, runId: r.runId, status: 'Running' };
+    }
+    await this.#cancelUnclaimed(r.dispatchId);
+    if (worker.recheck) this.#kick(r.threadId);
+    throw StorageError.validation(ACTIVE_RUN_CONFLICT);
+  }
+
+  /** Background (§13 D): enqueue, then run it now if this node's worker for the thread is idle. */
+  submitBackground(req: SubmitRequest): Promise<SubmitResult> {
+    if (this.#closing) return Promise.reject(new MailboxStoppedError());
+    return this.#track(this.#submitBackground(req));
+  }
+
+  async #submitBackground(req: SubmitRequest): Promise<SubmitResult> {
+    const r = parseSubmit(req, this.config.defaultMaxAttempts);
+    const now = Date.now();
+    await this.#store.enqueue(
+      queuedDispatch({
+        dispatch_id: r.dispatchId,
+        thread_id: r.threadId,
+        run_id: r.runId,
+        created_at: now,
+        priority: r.priority,
+        dedupe_key: r.dedupeKey,
+        max_attempts: r.maxAttempts,
+      }),
+    );
+    this.#recent.remember(r.runId, { dispatchId: r.dispatchId, threadId: r.threadId });
+    let status: SubmitResult['status'] = 'Queued';
+    if (this.#workers.isIdle(r.threadId)) {
+      const result = await this.#tryDispatchNext(r.threadId);
+      if (result.kind === 'Claimed' && result.dispatch.dispatch_id === r.dispatchId) status = 'Running';
+    }
+    return { dispatchId: r.dispatchId, runId: r.runId, status };
+  }
+
+  /** §13 G: bump the epoch, supersede queued work, cancel the active run (locally or live). No waiting. */
+  async interrupt(
+    threadId: string,
+  ): Promise<{ newDispatchEpoch: number; supersededCount: number; activeCancelled: boolean }> {
+    this.#assertOpen();
+    args.id('threadId', threadId);
+    const details = await this.#store.interruptDetailed(threadId, Date.now());
+    for (const d of details.superseded_dispatches) this.#emit('superseded', d);
+    let activeCancelled = false;
+    const active = details.active_dispatch;
+    if (active) {
+      const local = this.#runs.get(active.dispatch_id);
+      if (local) activeCancelled = local.abort('interrupt') || local.abortReason !== null;
+      else activeCancelled = (await this.#deliverCancel(active)) === 'Delivered';
+    }
+    return {
+      newDispatchEpoch: details.new_dispatch_epoch,
+      supersededCount: details.superseded_count,
+      activeCancelled,
+    };
+  }
+
+  /**
+   * §13 F. `id` may be a dispatch id, a thread id, or a run id (run ids are known for runs submitted or running on
+   * this node). Queued → Cancelled; running here → aborted; claimed elsewhere → live Cancel to its exact target.
+   */
+  async cancel(id: string): Promise<boolean> {
+    this.#assertOpen();
+    args.id('id', id);
+    const known = this.#recent.get(id);
+    const now = Date.now();
+    let cancelled = await this.#store.cancel(id, now);
+    if (!cancelled && known && known.dispatchId !== id)
+      cancelled = await this.#store.cancel(known.dispatchId, now);
+    if (cancelled) {
+      this.#emit('cancelled', cancelled);
+      return true;
+    }
+    const local = this.#findLocalRun(id) ?? this.#workers.get(id)?.run ?? null;
+    if (local && (local.phase === 'starting' || local.phase === 'executing')) {
+      local.abort('cancel');
+      return true;
+    }
+    let claimed: RunDispatch | null = null;
+    const loaded = await this.#store.loadDispatch(known?.dispatchId ?? id);
+    if (loaded) {
+      if (loaded.status === 'Claimed') claimed = loaded;
+    } else {
+      // Not a dispatch id: try it as a thread id.
+      [claimed = null] = await this.#store.listDispatches(id, ['Claimed'], 1, 0);
+    }
+    if (!claimed) return false;
+    return (await this.#deliverCancel(claimed)) === 'Delivered';
+  }
+
+  /** §13 H: a tool-call decision to the run of `dispatchId` (or a run id known here); no durable fallback. */
+  async sendDecision(dispatchId: string, toolCallId: string, resume: ToolCallResume): Promise<boolean> {
+    this.#assertOpen();
+    args.id('dispatchId', dispatchId);
+    const command = parseDecision(toolCallId, resume);
+    const local = this.#findLocalRun(dispatchId);
+    if (local?.acceptsCommands) return deliverLocally(local.inbox, command, LOCAL_ACK_TIMEOUT_MS);
+    const loaded = await this.#store.loadDispatch(this.#recent.get(dispatchId)?.dispatchId ?? dispatchId);
+    if (loaded?.status !== 'Claimed') return false;
+    return (await this.#store.deliverLiveTo(targetOf(loaded), command)) === 'Delivered';
+  }
+
+  /**
+   * §13 E: live to the thread's running run (on this node, else its claimed dispatch's exact target) when it
+   * accepts them; otherwise a durable dispatch (see `QueuedMessages`). `opts.runId` restricts live delivery to
+   * that run. Delivery is at-least-once.
+   */
+  sendMessages(threadId: string, messages: Message[], opts?: { runId?: string }): Promise<'live' | 'queued'> {
+    if (this.#closing) return Promise.reject(new MailboxStoppedError());
+    return this.#track(this.#sendMessages(threadId, messages, opts));
+  }
+
+  async #sendMessages(
+    threadId: string,
+    messages: Message[],
+    opts?: { runId?: string },
+  ): Promise<'live' | 'queued'> {
+    args.id('threadId', threadId);
+    const runId = opts?.runId == null ? null : args.id('runId', opts.runId);
+    const parsed = parseMessages(messages);
+    const command = { Messages: parsed };
+    const local = this.#workers.get(threadId)?.run ?? null;
+    if (local?.acceptsCommands) {
+      if (
+        (runId === null || local.dispatch.run_id === runId) &&
+        (await deliverLocally(local.inbox, command, LOCAL_ACK_TIMEOUT_MS))
+      ) {
+        return 'live';
+      }
+    } else {
+      const [claimed] = await this.#store.listDispatches(threadId, ['Claimed'], 1, 0);
+      if (claimed && (runId === null || claimed.run_id === runId)) {
+        if ((await this.#store.deliverLiveTo(targetOf(claimed), command)) === 'Delivered') return 'live';
+      }
+    }
+    await this.#queueMessages(threadId, parsed);
+    return 'queued';
+  }
+
+  /**
+   * Stop pulling, let running executors finish for up to `stopGraceMs`, then abort the rest and nack their
+   * dispatches with retry_at = now so another node retries them at once. Stops every timer and closes every live
+   * channel of the Mailbox; the store stays open (the caller owns it). Idempotent.
+   */
+  stop(): Promise<void> {
+    this.#stopPromise ??= this.#shutdown();
+    return this.#stopPromise;
+  }
+
+  // ---- internals ----
+
+  get #closing(): boolean {
+    return this.#state === 'stopping' || this.#state === 'stopped';
+  }
+
+  #assertOpen(): void {
+    if (this.#closing) throw new MailboxStoppedError();
+  }
+
+  #emit<K extends keyof MailboxEvents>(event: K, ...eventArgs: MailboxEvents[K]): void {
+    try {
+      (this.emit as (e: K, ...a: MailboxEvents[K]) => boolean)(event, ...eventArgs);
+    } catch (err) {
+      this.#logger.error?.('mailbox event listener threw', { event, error: errorMessage(err) });
+    }
+  }
+
+  async #guard(what: string, task: () => Promise<void>): Promise<void> {
+    try {
+      await task();
+    } catch (err) {
+      this.#logger.warn?.(`${what} failed`, { error: errorMessage(err) });
+    }
+  }
+
+  #findLocalRun(id: string): ActiveRun | null {
+    const byDispatch = this.#runs.get(id) ?? this.#runs.get(this.#recent.get(id)?.dispatchId ?? '');
+    if (byDispatch) return byDispatch;
+    for (const run of this.#runs.values()) if (run.dispatch.run_id === id) return run;
+    return null;
+  }
+
+  /** Remember work in flight so `stop()` can wait for it (bounded) before it returns. */
+  #track<T>(work: Promise<T>): Promise<T> {
+    const tracked = work.finally(() => this.#background.delete(tracked));
+    this.#background.add(tracked);
+    return tracked;
+  }
+
+  /** try_dispatch_next in the background. */
+  #kick(threadId: string): void {
+    if (this.#closing) return;
+    void this.#track(this.#tryDispatchNext(threadId));
+  }
+
+  /** Wait until no tracked work is left, at most until `deadline`. */
+  async #drainBackground(deadline: number): Promise<void> {
+    while (this.#background.size > 0) {
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        this.#logger.warn?.('stop: giving up on background work still in flight', {
+          pending: this.#background.size,
+        });
+        return;
+      }
+      await settlesWithin(Promise.allSettled([...this.#background]), left);
+    }
+  }
+
+  /** §13 D.3, with a re-check when work was signalled while the claim was in flight. */
+  async #tryDispatchNext(threadId: string): Promise<TryResult> {
+    if (this.#closing) return { kind: 'Stopping' };
+    const worker = this.#workers.ensure(threadId);
+    if (worker.run || worker.claiming > 0) {
+      worker.recheck = true;
+      return { kind: 'Busy' };
+    }
+    worker.claiming++;
+    try {
+      for (let round = 0; round < 2; round++) {
+        worker.recheck = false;
+        let claimed: Claim | null;
+        try {
+          claimed = await this.#claimNext(threadId);
+        } catch (err) {
+          this.#logger.warn?.('claim failed', { threadId, error: errorMessage(err) });
+          return { kind: 'TransientError' };
+        }
+        if (claimed) {
+          this.#launch(worker, claimed);
+          return { kind: 'Claimed', dispatch: claimed.dispatch };
+        }
+        if (!worker.recheck || this.#closing) break;
+      }
+      return { kind: 'NoEligible' };
+    } finally {
+      worker.claiming--;
+    }
+  }
+
+  /**
+   * The thread's next dispatch: `claim(.., 1)`, or on a fused store `claimAndStart` (one round trip instead
+   * of claim, pre-start check and start: the claim itself supersedes stale work and the start runs in the
+   * same atomic step, so there is nothing left to check).
+   */
+  async #claimNext(threadId: string): Promise<Claim | null> {
+    const store = this.#store;
+    const { leaseMs } = this.config;
+    if (isFusedStore(store)) {
+      const instanceId = uuidv7();
+      const started = await store.claimAndStart(threadId, this.consumerId, leaseMs, Date.now(), instanceId);
+      return started && { dispatch: claimedBeforeStart(started), preStarted: { started, instanceId } };
+    }
+    const [dispatch] = await store.claim(threadId, this.consumerId, leaseMs, Date.now(), 1);
+    return dispatch ? { dispatch, preStarted: null } : null;
+  }
+
+  /** The inline claim by id (§13 A), fused with the start like `#claimNext`. */
+  async #claimById(dispatchId: string): Promise<Claim | null> {
+    const store = this.#store;
+    const { leaseMs } = this.config;
+    if (isFusedStore(store)) {
+      const instanceId = uuidv7();
+      const started = await store.claimDispatchAndStart(
+        dispatchId,
+        this.consumerId,
+        leaseMs,
+        Date.now(),
+        instanceId,
+      );
+      return started && { dispatch: claimedBeforeStart(started), preStarted: { started, instanceId } };
+    }
+    const dispatch = await store.claimDispatch(dispatchId, this.consumerId, leaseMs, Date.now());
+    return dispatch ? { dispatch, preStarted: null } : null;
+  }
+
+  /** Start executing a dispatch this node just claimed (lease renewal from now on). */
+  #launch(worker: ThreadWorker, { dispatch, preStarted }: Claim): void {
+    const run = new ActiveRun(dispatch, this.#logger);
+    if (this.#closing) {
+      // Claimed while stopping: hand it straight back for another node.
+      void this.#track(releaseClaim(this.#deps, run, 'mailbox stopped before the run started'));
+      return;
+    }
+    worker.run = run;
+    this.#runs.set(dispatch.dispatch_id, run);
+    run.attachRenewer(
+      new LeaseRenewer({
+        store: this.#store,
+        dispatchId: dispatch.dispatch_id,
+        claimToken: run.claimToken,
+        intervalMs: this.config.leaseRenewalIntervalMs,
+        leaseMs: this.config.leaseMs,
+        suspendedLeaseMs: this.config.suspendedLeaseMs,
+        onLost: () => run.abort('lease-lost'),
+        logger: this.#logger,
+      }),
+    );
+    this.#emit('claimed', dispatch);
+    run.finished = (async () => {
+      try {
+        await executeClaimed(this.#deps, run, preStarted);
+      } catch (err) {
+        this.#logger.error?.('run execution failed', { ...run.label, error: errorMessage(err) });
+      } finally {
+        await this.#finish(worker, run);
+      }
+    })();
+  }
+
+  /** §13 B.8: release the worker, close the run's channels, and look for the thread's next dispatch. */
+  async #finish(worker: ThreadWorker, run: ActiveRun): Promise<void> {
+    await run.close();
+    if (worker.run === run) worker.run = null;
+    if (this.#runs.get(run.dispatch.dispatch_id) === run) this.#runs.delete(run.dispatch.dispatch_id);
+    this.#kick(run.dispatch.thread_id);
+  }
+
+  async #interruptForSubmit(threadId: string): Promise<void> {
+    let details;
+    try {
+      details = await this.#store.interruptDetailed(threadId, Date.now());
+    } catch (err) {
+      // §13 A.2: without the interrupt, at least stop our own run of the thread; otherwise give up.
+      const local = this.#workers.get(threadId)?.run;
+      if (!local) throw err;
+      this.#logger.warn?.('interrupt failed; cancelling the local run', {
+        threadId,
+        error: errorMessage(err),
+      });
+      local.abort('interrupt');
+      await settlesWithin(local.finished, this.config.remoteCancelWaitMs);
+      return;
+    }
+    for (const d of details.superseded_dispatches) this.#emit('superseded', d);
+    if (details.active_dispatch) await this.#waitForRelease(details.active_dispatch);
+  }
+
+  /**
+   * Cancel the interrupted active run (locally, or by live Cancel to its exact target) and poll until its claim
+   * is released, at most `remoteCancelWaitMs`. Unlike upstream, a live `NoSubscriber` does not fail at once: the
+   * run may be releasing on its own, so the poll still runs to the bound.
+   */
+  async #waitForRelease(active: RunDispatch): Promise<void> {
+    const { remoteCancelWaitMs, remoteCancelPollMs } = this.config;
+    const deadline = Date.now() + remoteCancelWaitMs;
+    const local = this.#runs.get(active.dispatch_id);
+    if (local) {
+      local.abort('interrupt');
+      await settlesWithin(local.finished, remoteCancelWaitMs);
+    } else {
+      await this.#deliverCancel(active);
+    }
+    for (;;) {
+      const current = await this.#store.loadDispatch(active.dispatch_id);
+      if (!current || current.status !== 'Claimed' || current.claim_token !== active.claim_token) return;
+      const left = deadline - Date.now();
+      if (left <= 0) throw StorageError.validation(ACTIVE_RUN_CONFLICT);
+      await sleep(Math.min(remoteCancelPollMs, left));
+    }
+  }
+
+  async #deliverCancel(claimed: RunDispatch): Promise<'Delivered' | 'NoSubscriber'> {
+    try {
+      return await this.#store.deliverLiveTo(targetOf(claimed), 'Cancel');
+    } catch (err) {
+      this.#logger.warn?.('live cancel failed', {
+        dispatchId: claimed.dispatch_id,
+        error: errorMessage(err),
+      });
+      return 'NoSubscriber';
+    }
+  }
+
+  /** §13 A.6: the inline claim lost to another run; cancel our dispatch so it never runs later. */
+  async #cancelUnclaimed(dispatchId: string): Promise<void> {
+    try {
+      const cancelled = await this.#store.cancel(dispatchId, Date.now());
+      if (cancelled) {
+        this.#emit('cancelled', cancelled);
+        return;
+      }
+      const loaded = await this.#store.loadDispatch(dispatchId);
+      if (loaded?.status === 'Superseded') this.#emit('superseded', loaded);
+      else
+        this.#logger.warn?.('unclaimed foreground dispatch not cancellable', {
+          dispatchId,
+          status: loaded?.status,
+        });
+    } catch (err) {
+      this.#logger.warn?.('cancelling the unclaimed dispatch failed', {
+        dispatchId,
+        error: errorMessage(err),
+      });
+    }
+  }
+
+  async #queueMessages(threadId: string, messages: Message[]): Promise<void> {
+    const stamped = messages.map((m) => (m.id ? m : { ...m, id: uuidv7() }));
+    const dispatchId = stamped[0]?.id ?? uuidv7();
+    const delivery: QueuedMessages = {
+      threadId,
+      runId: `durable-msg-${dispatchId}`,
+      dispatchId,
+      messages: stamped,
+    };
+    args.id('runId', delivery.runId);
+    if (this.#messageSink) await this.#messageSink(delivery);
+    const now = Date.now();
+    try {
+      await this.#store.enqueue(
+        queuedDispatch({
+          dispatch_id: dispatchId,
+          thread_id: threadId,
+          run_id: delivery.runId,
+          created_at: now,
+          max_attempts: this.config.defaultMaxAttempts,
+        }),
+      );
+    } catch (err) {
+      // The same messages were queued before (a retried send): the existing dispatch stands.
+      if (isStorageError(err, 'AlreadyExists') && err.detail === dispatchId) return;
+      throw err;
+    }
+    this.#recent.remember(delivery.runId, { dispatchId, threadId });
+    this.#emit('messagesQueued', delivery);
+    if (this.#workers.isIdle(threadId)) this.#kick(threadId);
+  }
+
+  /** §13 I, per signal entry. */
+  async #handleSignal(entry: DispatchSignalEntry): Promise<void> {
+    const { receipt } = entry;
+    const attempts = receipt.redeliveryAttempts();
+    const result = await this.#tryDispatchNext(entry.thread_id);
+    const settle = (op: Promise<void>, what: string): Promise<void> =>
+      op.catch((err: unknown) => {
+        this.#logger.warn?.(`dispatch signal ${what} failed`, {
+          dispatchId: entry.dispatch_id,
+          error: errorMessage(err),
+        });
+      });
+    switch (result.kind) {
+      case 'Claimed':
+      case 'Busy':
+        return settle(receipt.ack(), 'ack');
+      case 'TransientError':
+      case 'Stopping':
+        return settle(receipt.nack(), 'nack');
+      case 'NoEligible': {
+        let d: RunDispatch | null;
+        try {
+          d = await this.#store.loadDispatch(entry.dispatch_id);
+        } catch (err) {
+          this.#logger.warn?.('loading a signalled dispatch failed', {
+            dispatchId: entry.dispatch_id,
+            error: errorMessage(err),
+          });
+          return settle(receipt.nack(), 'nack');
+        }
+        if (d && d.status === 'Queued' && d.available_at <= Date.now()) {
+          // Blocked by an active claim elsewhere: come back later, with backoff.
+          const delay = signalNackDelayMs(
+            attempts,
+            this.config.signalNackBaseDelayMs,
+            this.config.signalNackMaxDelayMs,
+          );
+          return settle(receipt.nackWithDelay(delay), 'nack with delay');
+        }
+        return settle(receipt.ack(), 'ack');
+      }
+    }
+  }
+
+  /** Wake the thread at `at` (a nacked dispatch's retry time); the earliest pending wake-up wins. */
+  #scheduleWake(threadId: string, at: number): void {
+    if (this.#closing) return;
+    const worker = this.#workers.ensure(threadId);
+    if (worker.wakeAt !== null && worker.wakeAt <= at) return;
+    if (worker.wakeTimer) clearTimeout(worker.wakeTimer);
+    worker.wakeAt = at;
+    worker.wakeTimer = setTimeout(
+      () => {
+        worker.wakeTimer = null;
+        worker.wakeAt = null;
+        this.#kick(threadId);
+      },
+      Math.max(0, at - Date.now()) + 1,
+    );
+    worker.wakeTimer.unref();
+  }
+
+  /** §13 L. */
+  async #recover(): Promise<void> {
+    await this.#reclaimExpired();
+    const threads = await this.#store.queuedThreadIds();
+    await forEachLimited(threads, this.config.maxConcurrentHandlers, async (threadId) => {
+      await this.#tryDispatchNext(threadId);
+    });
+  }
+
+  /** §13 J (sweep) and the first step of §13 L: requeued dispatches are tried at once. */
+  async #reclaimExpired(): Promise<void> {
+    for (let page = 0; page < MAX_RECLAIM_PAGES && !this.#closing; page++) {
+      const reclaimed = await this.#store.reclaimExpiredLeases(Date.now(), RECLAIM_BATCH);
+      for (const d of reclaimed) {
+        // A run of ours whose lease ran out (renewal failing) is no longer ours to finish.
+        this.#runs.get(d.dispatch_id)?.abort('lease-lost');
+        if (d.status === 'Queued') {
+          this.#emit('retried', d, d.last_error ?? 'lease expired', d.available_at);
+          this.#kick(d.thread_id);
+        } else if (d.status === 'DeadLetter') {
+          this.#emit('deadLettered', d, d.last_error ?? 'lease expired; max attempts reached');
+        }
+      }
+      if (reclaimed.length < RECLAIM_BATCH) break;
+    }
+  }
+
+  /** Stores without signals: try idle threads that have queued work (bounded, rotating through the list). */
+  async #pollIdle(): Promise<void> {
+    const threads = await this.#store.queuedThreadIds();
+    if (threads.length === 0 || this.#closing) return;
+    const count = Math.min(threads.length, IDLE_POLL_MAX_THREADS);
+    const start = this.#idlePollOffset % threads.length;
+    const batch: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const threadId = threads[(start + i) % threads.length] as string;
+      if (this.#workers.isIdle(threadId)) batch.push(threadId);
+    }
+    this.#idlePollOffset = start + count;
+    await forEachLimited(batch, this.config.maxConcurrentHandlers, async (threadId) => {
+      await this.#tryDispatchNext(threadId);
+    });
+  }
+
+  /** §13 K. Workers are plain local state, so idle ones are dropped without asking the store. */
+  async #gc(): Promise<void> {
+    const cutoff = Date.now() - this.config.gcTtlMs;
+    if (cutoff > 0) {
+      const purged = await this.#store.purgeTerminal(cutoff);
+      if (purged > 0) this.#logger.debug?.('purged terminal dispatches', { purged });
+    }
+    this.#workers.dropIdle();
+  }
+
+  async #shutdown(): Promise<void> {
+    const wasStarted = this.#state !== 'new';
+    this.#state = 'stopping';
+    await Promise.all([this.#signalLoop?.stop(), ...this.#periodic.map((t) => t.stop())]);
+    await this.#startPromise?.catch(() => {});
+    this.#workers.clearWakeTimers();
+
+    const allFinished = (): Promise<unknown> => Promise.all([...this.#runs.values()].map((r) => r.finished));
+    if (this.#runs.size > 0) {
+      this.#logger.info?.('waiting for running executors', {
+        runs: this.#runs.size,
+        graceMs: this.config.stopGraceMs,
+      });
+      await settlesWithin(allFinished(), this.config.stopGraceMs);
+    }
+    if (this.#runs.size > 0) {
+      for (const run of this.#runs.values()) run.abort('shutdown');
+      await settlesWithin(allFinished(), ABORT_SETTLE_MS);
+    }
+    // Executors that ignore their AbortSignal: release their claims ourselves and stop waiting for them.
+    for (const run of [...this.#runs.values()]) {
+      if (run.phase !== 'executing' && run.phase !== 'starting') continue;
+      run.detached = true;
+      this.#logger.warn?.('executor ignored shutdown; releasing its dispatch', run.label);
+      await releaseClaim(this.#deps, run, 'mailbox stopped; the executor did not finish');
+      await run.close();
+      this.#runs.delete(run.dispatch.dispatch_id);
+      const worker = this.#workers.get(run.dispatch.thread_id);
+      if (worker?.run === run) worker.run = null;
+    }
+    await settlesWithin(allFinished(), ABORT_SETTLE_MS);
+    await this.#drainBackground(Date.now() + Math.max(ABORT_SETTLE_MS, this.config.remoteCancelWaitMs));
+    for (const run of this.#runs.values()) await run.close();
+    this.#workers.clearWakeTimers();
+    this.#state = 'stopped';
+    if (wasStarted) this.#logger.info?.('mailbox stopped', { consumerId: this.consumerId });
+  }
+}

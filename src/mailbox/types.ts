@@ -1,0 +1,162 @@
+import type {
+  LiveRunCommand,
+  LiveRunCommandEntry,
+  Message,
+  RunDispatch,
+  RunStatus,
+  TerminationReason,
+  ToolCallResume,
+} from '../contract/types.js';
+import type { MailboxStore } from '../contract/store.js';
+
+/** What the executor gets for one claimed dispatch. */
+export interface ExecutorContext {
+  /** The claimed record (status Claimed, our claim token). */
+  readonly dispatch: RunDispatch;
+  /** The runtime attempt id recorded by `recordDispatchStart` (UUID v7). */
+  readonly instanceId: string;
+  /** 1 for the first execution, then attempt_count + 1. */
+  readonly attempt: number;
+  /**
+   * Aborted on cancel, interrupt, a lost lease, or `stop()` past its grace period. `signal.reason` is a
+   * `RunAbortedError` whose `reason` says which (`abortReasonOf(signal)`). After an abort the outcome matters
+   * less: cancel/interrupt end the run as cancelled (never retried), shutdown hands it to another node, a lost
+   * lease writes nothing.
+   */
+  readonly signal: AbortSignal;
+  /**
+   * Live commands addressed to this run (Messages, Decision, PendingBoundaryWake). The executor calls
+   * `receipt.ack()` once it accepted one; an un-acked command reads as not delivered to the sender.
+   * Cancel is handled by the Mailbox (it aborts `signal`) and never appears here.
+   */
+  readonly commands: AsyncIterable<LiveRunCommandEntry>;
+  /** Report that the run waits for a human (tool-call suspension): the lease is renewed with the long lease. */
+  setWaiting(waiting: boolean): void;
+}
+
+/** What a run ended with. A thrown error is treated as `{kind: 'retry'}` unless it is a `PermanentError`. */
+export type ExecutorOutcome =
+  | {
+      kind: 'completed';
+      status?: RunStatus;
+      termination?: TerminationReason | null;
+      response?: string | null;
+      error?: string | null;
+    }
+  /** Transient failure: nack with backoff (dead-letters once max_attempts is reached). */
+  | { kind: 'retry'; error: string }
+  /** Permanent failure: dead-letter now. */
+  | { kind: 'fail'; error: string };
+
+export type Executor = (ctx: ExecutorContext) => Promise<ExecutorOutcome>;
+
+export interface MailboxConfig {
+  leaseMs: number;
+  suspendedLeaseMs: number;
+  leaseRenewalIntervalMs: number;
+  sweepIntervalMs: number;
+  gcIntervalMs: number;
+  gcTtlMs: number;
+  defaultMaxAttempts: number;
+  defaultRetryDelayMs: number;
+  maxRetryDelayMs: number;
+  signalBatchSize: number;
+  signalFetchExpiresMs: number;
+  signalNackBaseDelayMs: number;
+  signalNackMaxDelayMs: number;
+  maxConcurrentHandlers: number;
+  /** How long foreground `submit` waits for an interrupted active run to release its thread. */
+  remoteCancelWaitMs: number;
+  remoteCancelPollMs: number;
+  /** How long `stop()` lets running executors finish before aborting and nacking them. */
+  stopGraceMs: number;
+  /** Without dispatch signals (memory store): how often idle threads are polled for due work. */
+  idlePollIntervalMs: number;
+}
+
+export interface SubmitRequest {
+  threadId: string;
+  /** Defaults to a UUID v7. */
+  runId?: string;
+  /** Defaults to a UUID v7. */
+  dispatchId?: string;
+  priority?: number;
+  dedupeKey?: string;
+  maxAttempts?: number;
+}
+
+export interface SubmitResult {
+  dispatchId: string;
+  runId: string;
+  /** `Running`: claimed by this node and executing; `Queued`: waiting for its thread. */
+  status: 'Running' | 'Queued';
+}
+
+export interface MailboxEvents {
+  claimed: [dispatch: RunDispatch];
+  started: [dispatch: RunDispatch, instanceId: string];
+  completed: [dispatch: RunDispatch];
+  retried: [dispatch: RunDispatch, error: string, retryAt: number];
+  deadLettered: [dispatch: RunDispatch, error: string];
+  superseded: [dispatch: RunDispatch];
+  cancelled: [dispatch: RunDispatch];
+  /** `sendMessages` found no live run to take the messages and queued a durable dispatch for them. */
+  messagesQueued: [delivery: QueuedMessages];
+}
+
+/**
+ * Messages `sendMessages` could not deliver live. The Mailbox queues a durable dispatch for them with
+ * deterministic ids (contract.md §13 D): `dispatchId` = the first message's id (a UUID v7 is assigned to
+ * messages without one), `runId` = `durable-msg-<dispatchId>`. The runtime persists `messages` (through
+ * `MailboxOptions.messageSink`) and its executor reads them back when that run starts.
+ */
+export interface QueuedMessages {
+  threadId: string;
+  runId: string;
+  dispatchId: string;
+  messages: Message[];
+}
+
+/** Persist messages of a durable fallback; awaited before the dispatch is enqueued (a throw aborts the enqueue). */
+export type MessageSink = (delivery: QueuedMessages) => Promise<void> | void;
+
+import type { Logger } from '../util/logger.js';
+export type MailboxLogger = Logger;
+
+export interface MailboxOptions {
+  store: MailboxStore;
+  executor: Executor;
+  /** This node's consumer id (claimed_by). Defaults to a UUID v7. */
+  consumerId?: string;
+  config?: Partial<MailboxConfig>;
+  logger?: MailboxLogger;
+  /** Where `sendMessages` hands messages it queues durably (see `QueuedMessages`). */
+  messageSink?: MessageSink;
+  /**
+   * `'full'` (default): load the dispatch and the thread epoch before starting a run, as awaken-server does.
+   * `'none'`: skip those two reads; `recordDispatchStart` still rejects (and supersedes) a stale or lost claim,
+   * so the only difference is the superseded record's `last_error` text. For throughput-sensitive runtimes.
+   * Ignored with a `FusedMailboxStore`: there the claim and the start are one atomic step.
+   */
+  preStartCheck?: 'full' | 'none';
+}
+
+/** Public surface of the Mailbox service (design.md §6). */
+export interface MailboxApi {
+  start(): Promise<void>;
+  /** Foreground: interrupt the thread, wait for its active run to release, enqueue, claim inline, run. */
+  submit(req: SubmitRequest): Promise<SubmitResult>;
+  /** Background: enqueue, and run now if the thread is idle on this node. */
+  submitBackground(req: SubmitRequest): Promise<SubmitResult>;
+  interrupt(
+    threadId: string,
+  ): Promise<{ newDispatchEpoch: number; supersededCount: number; activeCancelled: boolean }>;
+  /** Cancel by dispatch, thread or run id: queued → Cancelled; running here → aborted; elsewhere → live Cancel. */
+  cancel(id: string): Promise<boolean>;
+  sendDecision(dispatchId: string, toolCallId: string, resume: ToolCallResume): Promise<boolean>;
+  /** Live to the thread's running run first; when nobody accepts, a durable dispatch. */
+  sendMessages(threadId: string, messages: Message[], opts?: { runId?: string }): Promise<'live' | 'queued'>;
+  stop(): Promise<void>;
+}
+
+export type { LiveRunCommand };

@@ -1,0 +1,713 @@
+/**
+ * `MemoryMailboxStore`: the in-process store with the reference semantics (contract.md §2.6, §5, §6 and
+ * design.md §3), in-process dispatch signals and an in-process live channel.
+ *
+ * Atomicity: every method validates its arguments first (`args.*`) and then reads and writes the state
+ * synchronously, with no `await` in between, so each call is one indivisible step even under many
+ * concurrent calls (exactly one winner for competing claims). Transitions compute the next record, run
+ * `validateForPersist` on it and only then commit, so a failed transition changes nothing.
+ *
+ * Records handed out are copies; stored records are never shared with callers.
+ */
+import { v7 as uuidv7 } from 'uuid';
+import * as args from '../contract/args.js';
+import { StorageError } from '../contract/errors.js';
+import { FUSED_STORE, type FusedMailboxStore } from '../contract/fused.js';
+import type { MailboxStore } from '../contract/store.js';
+import type {
+  DispatchSignalEntry,
+  LiveDeliveryOutcome,
+  LiveRunCommand,
+  LiveRunCommandStream,
+  LiveRunTarget,
+  MailboxInterrupt,
+  MailboxInterruptDetails,
+  RunDispatch,
+  RunDispatchInput,
+  RunDispatchResult,
+  RunDispatchStatus,
+} from '../contract/types.js';
+import { RUN_DISPATCH_STATUSES, isTerminal } from '../contract/types.js';
+import { normalizeRunDispatch } from '../contract/codec.js';
+import { validateForPersist } from '../contract/validate.js';
+import { filterSignals } from '../signals/filter.js';
+import type { SignalRef } from '../signals/transport.js';
+import { MemoryLiveChannel } from './live.js';
+import {
+  type MemoryMailboxStoreOptions,
+  type ResolvedMemoryOptions,
+  resolveMemoryOptions,
+} from './options.js';
+import { compareQueueOrder, copyRecord } from './records.js';
+import { RepublishSchedule } from './republish.js';
+import { MemorySignalQueue } from './signals.js';
+import type { SortedList } from './sorted-list.js';
+import { DispatchTable, type ThreadState } from './table.js';
+import * as tx from './transitions.js';
+import { REASON } from './transitions.js';
+
+export interface MemoryStoreStats {
+  records: number;
+  threads: number;
+  queuedThreads: number;
+  leases: number;
+  terminal: number;
+  republishScheduled: number;
+  signalsPending: number;
+  signalsInFlight: number;
+  liveSubscribers: number;
+}
+
+export class MemoryMailboxStore implements MailboxStore, FusedMailboxStore {
+  readonly [FUSED_STORE] = true as const;
+  readonly #options: ResolvedMemoryOptions;
+  readonly #table = new DispatchTable();
+  readonly #signals: MemorySignalQueue | null;
+  readonly #republish = new RepublishSchedule();
+  readonly #live: MemoryLiveChannel;
+  #sweeper: ReturnType<typeof setInterval> | undefined;
+  #closed = false;
+  #closing: Promise<void> | null = null;
+
+  constructor(options?: MemoryMailboxStoreOptions) {
+    this.#options = resolveMemoryOptions(options);
+    const o = this.#options;
+    this.#live = new MemoryLiveChannel({ ackTimeoutMs: o.liveAckTimeoutMs, bufferSize: o.liveBufferSize });
+    this.#signals = o.signals ? new MemorySignalQueue({ ackWaitMs: o.signalAckWaitMs }) : null;
+    if (this.#signals !== null) {
+      this.#sweeper = setInterval(() => this.sweepDueSignals(Date.now()), o.sweepIntervalMs);
+      this.#sweeper.unref();
+    }
+  }
+
+  // ---- writes ----
+
+  async enqueue(dispatch: RunDispatchInput): Promise<void> {
+    const d = args.dispatchForEnqueue(dispatch);
+    this.#assertOpen();
+    const thread = this.#table.thread(d.thread_id);
+    if (d.dedupe_key !== null && thread !== undefined) {
+      const holderId = thread.dedupe.get(d.dedupe_key);
+      const holder = holderId === undefined ? undefined : this.#table.get(holderId);
+      if (holder !== undefined && !isTerminal(holder.status)) {
+        throw StorageError.alreadyExists(`dedupe_key=${d.dedupe_key}`);
+      }
+    }
+    if (this.#table.get(d.dispatch_id) !== undefined) throw StorageError.alreadyExists(d.dispatch_id);
+    const next: RunDispatch = {
+      ...copyRecord(d),
+      status: 'Queued',
+      dispatch_epoch: thread?.epoch ?? 0,
+      claim_token: null,
+      claimed_by: null,
+      lease_until: null,
+      dispatch_instance_id: null,
+      run_status: null,
+      termination: null,
+      run_response: null,
+      run_error: null,
+      completed_at: null,
+    };
+    validateForPersist(next);
+    this.#table.insert(next);
+    this.#enteredQueued(next);
+  }
+
+  async claim(
+    threadId: string,
+    consumerId: string,
+    leaseMs: number,
+    now: number,
+    limit: number,
+  ): Promise<RunDispatch[]> {
+    const threadKey = args.id('thread_id', threadId);
+    const consumer = args.id('consumer_id', consumerId);
+    args.u64('lease_ms', leaseMs);
+    args.u64('now', now);
+    const max = args.bounded('limit', limit, args.MAX_BATCH);
+    const leaseUntil = args.deadline(now, leaseMs, 'lease_ms');
+    this.#assertOpen();
+    return this.#claimNow(threadKey, consumer, leaseUntil, now, max).map(copyRecord);
+  }
+
+  /** Fused `claim(.., 1)` + `recordDispatchStart` (src/contract/fused.ts), with no await in between. */
+  async claimAndStart(
+    threadId: string,
+    consumerId: string,
+    leaseMs: number,
+    now: number,
+    dispatchInstanceId: string,
+  ): Promise<RunDispatch | null> {
+    const threadKey = args.id('thread_id', threadId);
+    const consumer = args.id('consumer_id', consumerId);
+    args.u64('lease_ms', leaseMs);
+    args.u64('now', now);
+    const leaseUntil = args.deadline(now, leaseMs, 'lease_ms');
+    const instance = args.id('dispatch_instance_id', dispatchInstanceId);
+    this.#assertOpen();
+    const [claimed] = this.#claimNow(threadKey, consumer, leaseUntil, now, 1);
+    return claimed === undefined ? null : copyRecord(this.#startNow(claimed, instance, now));
+  }
+
+  /** Fused `claimDispatch` + `recordDispatchStart` (src/contract/fused.ts), with no await in between. */
+  async claimDispatchAndStart(
+    dispatchId: string,
+    consumerId: string,
+    leaseMs: number,
+    now: number,
+    dispatchInstanceId: string,
+  ): Promise<RunDispatch | null> {
+    const id = args.id('dispatch_id', dispatchId);
+    const consumer = args.id('consumer_id', consumerId);
+    args.u64('lease_ms', leaseMs);
+    args.u64('now', now);
+    const leaseUntil = args.deadline(now, leaseMs, 'lease_ms');
+    const instance = args.id('dispatch_instance_id', dispatchInstanceId);
+    this.#assertOpen();
+    const claimed = this.#claimByIdNow(id, consumer, leaseUntil, now);
+    return claimed === null ? null : copyRecord(this.#startNow(claimed, instance, now));
+  }
+
+  /** The synchronous body of `claim` (arguments already validated). */
+  #claimNow(
+    threadKey: string,
+    consumer: string,
+    leaseUntil: number,
+    now: number,
+    max: number,
+  ): RunDispatch[] {
+    const thread = this.#table.thread(threadKey);
+    if (thread === undefined) return [];
+    this.#supersedeStaleQueued(thread, now);
+    // Thread exclusivity: any Claimed dispatch (even lease-expired or stale) blocks the thread.
+    if (max === 0 || thread.size('Claimed') > 0) return [];
+    this.#table.promote(thread, now);
+    const chosen: RunDispatch[] = [];
+    const early: RunDispatch[] = [];
+    for (const d of thread.ready.values()) {
+      if (chosen.length >= max) break;
+      // Promoted by a claim with a later `now` than this one: not available yet for this call.
+      if (d.available_at > now) early.push(d);
+      else chosen.push(d);
+    }
+    for (const d of early) this.#table.demote(thread, d);
+    const token = uuidv7();
+    return this.#commitAll(chosen, (d) => tx.claimed(d, token, consumer, leaseUntil, now));
+  }
+
+  /** The synchronous body of `claimDispatch` (arguments already validated). */
+  #claimByIdNow(id: string, consumer: string, leaseUntil: number, now: number): RunDispatch | null {
+    const d = this.#table.get(id);
+    if (d === undefined || d.status !== 'Queued') return null;
+    const thread = this.#table.ensureThread(d.thread_id);
+    if (d.dispatch_epoch < thread.epoch) {
+      this.#commit(d, tx.superseded(d, now, thread.epoch, REASON.queuedByEpoch));
+      return null;
+    }
+    if (thread.size('Claimed') > 0) return null;
+    // available_at is ignored: this is the inline claim by id (contract.md §5.3).
+    return this.#commit(d, tx.claimed(d, uuidv7(), consumer, leaseUntil, now));
+  }
+
+  /** The synchronous body of `recordDispatchStart` for the stored record `claimed`. */
+  #startNow(claimed: RunDispatch, instance: string, now: number): RunDispatch {
+    const d = this.#owned(claimed.dispatch_id, claimed.claim_token ?? '', now, REASON.beforeStart);
+    return this.#commit(d, tx.dispatchStarted(d, instance, now));
+  }
+
+  async claimDispatch(
+    dispatchId: string,
+    consumerId: string,
+    leaseMs: number,
+    now: number,
+  ): Promise<RunDispatch | null> {
+    const id = args.id('dispatch_id', dispatchId);
+    const consumer = args.id('consumer_id', consumerId);
+    args.u64('lease_ms', leaseMs);
+    args.u64('now', now);
+    const leaseUntil = args.deadline(now, leaseMs, 'lease_ms');
+    this.#assertOpen();
+    const claimed = this.#claimByIdNow(id, consumer, leaseUntil, now);
+    return claimed === null ? null : copyRecord(claimed);
+  }
+
+  async ack(dispatchId: string, claimToken: string, now: number): Promise<void> {
+    const id = args.id('dispatch_id', dispatchId);
+    const token = args.id('claim_token', claimToken);
+    args.u64('now', now);
+    this.#assertOpen();
+    this.#ackNow(id, token, now);
+  }
+
+  async recordDispatchStart(
+    dispatchId: string,
+    claimToken: string,
+    dispatchInstanceId: string,
+    now: number,
+  ): Promise<void> {
+    const id = args.id('dispatch_id', dispatchId);
+    const token = args.id('claim_token', claimToken);
+    const instance = args.id('dispatch_instance_id', dispatchInstanceId);
+    args.u64('now', now);
+    this.#assertOpen();
+    const d = this.#owned(id, token, now, REASON.beforeStart);
+    this.#commit(d, tx.dispatchStarted(d, instance, now));
+  }
+
+  async recordRunResult(
+    dispatchId: string,
+    claimToken: string,
+    result: RunDispatchResult,
+    now: number,
+  ): Promise<void> {
+    const id = args.id('dispatch_id', dispatchId);
+    const token = args.id('claim_token', claimToken);
+    const r = args.runResult(result);
+    args.u64('now', now);
+    this.#assertOpen();
+    this.#recordResultNow(id, token, r, now);
+  }
+
+  /** Fused `recordRunResult` + `ack` (src/contract/fused.ts), with no await in between. */
+  async completeAndAck(
+    dispatchId: string,
+    claimToken: string,
+    result: RunDispatchResult,
+    now: number,
+  ): Promise<void> {
+    const id = args.id('dispatch_id', dispatchId);
+    const token = args.id('claim_token', claimToken);
+    const r = args.runResult(result);
+    args.u64('now', now);
+    this.#assertOpen();
+    this.#recordResultNow(id, token, r, now);
+    this.#ackNow(id, token, now);
+  }
+
+  #recordResultNow(id: string, token: string, r: RunDispatchResult, now: number): void {
+    const d = this.#owned(id, token, now, REASON.beforeResult);
+    if (r.run_id !== d.run_id) {
+      throw StorageError.validation(
+        `dispatch '${id}' result run_id '${r.run_id}' does not match '${d.run_id}'`,
+      );
+    }
+    this.#commit(d, tx.runResultRecorded(d, r, now));
+  }
+
+  #ackNow(id: string, token: string, now: number): void {
+    const d = this.#owned(id, token, now, REASON.claimedByEpoch);
+    this.#commit(d, tx.acked(d, now));
+  }
+
+  async nack(
+    dispatchId: string,
+    claimToken: string,
+    retryAt: number,
+    error: string,
+    now: number,
+  ): Promise<void> {
+    const id = args.id('dispatch_id', dispatchId);
+    const token = args.id('claim_token', claimToken);
+    args.u64('retry_at', retryAt);
+    const message = args.text('error', error);
+    args.u64('now', now);
+    this.#assertOpen();
+    const d = this.#owned(id, token, now, REASON.beforeNack);
+    this.#commit(d, tx.nacked(d, retryAt, message, now));
+  }
+
+  async deadLetter(dispatchId: string, claimToken: string, error: string, now: number): Promise<void> {
+    const id = args.id('dispatch_id', dispatchId);
+    const token = args.id('claim_token', claimToken);
+    const message = args.text('error', error);
+    args.u64('now', now);
+    this.#assertOpen();
+    const d = this.#owned(id, token, now, REASON.beforeDeadLetter);
+    this.#commit(d, tx.deadLettered(d, message, now));
+  }
+
+  async cancel(dispatchId: string, now: number): Promise<RunDispatch | null> {
+    const id = args.id('dispatch_id', dispatchId);
+    args.u64('now', now);
+    this.#assertOpen();
+    const d = this.#table.get(id);
+    // Only Queued dispatches; no epoch check (a stale Queued dispatch becomes Cancelled). Never raises.
+    if (d === undefined || d.status !== 'Queued') return null;
+    return copyRecord(this.#commit(d, tx.cancelled(d, now)));
+  }
+
+  async extendLease(
+    dispatchId: string,
+    claimToken: string,
+    extensionMs: number,
+    now: number,
+  ): Promise<boolean> {
+    const id = args.id('dispatch_id', dispatchId);
+    const token = args.id('claim_token', claimToken);
+    args.u64('extension_ms', extensionMs);
+    args.u64('now', now);
+    const leaseUntil = args.deadline(now, extensionMs, 'extension_ms');
+    this.#assertOpen();
+    const d = this.#table.get(id);
+    if (d === undefined || d.status !== 'Claimed' || d.claim_token !== token) return false;
+    const current = this.#epochOf(d.thread_id);
+    if (d.dispatch_epoch < current) {
+      this.#commit(d, tx.superseded(d, now, current, REASON.duringRenewal));
+      return false;
+    }
+    this.#commit(d, tx.leaseExtended(d, leaseUntil, now));
+    return true;
+  }
+
+  async interrupt(threadId: string, now: number): Promise<MailboxInterrupt> {
+    const { new_dispatch_epoch, active_dispatch, superseded_count } = await this.interruptDetailed(
+      threadId,
+      now,
+    );
+    return { new_dispatch_epoch, active_dispatch, superseded_count };
+  }
+
+  async interruptDetailed(threadId: string, now: number): Promise<MailboxInterruptDetails> {
+    const threadKey = args.id('thread_id', threadId);
+    args.u64('now', now);
+    this.#assertOpen();
+    const thread = this.#table.ensureThread(threadKey);
+    const old = thread.epoch;
+    const queued = [...(thread.list('Queued')?.values() ?? [])].filter((d) => d.dispatch_epoch <= old);
+    const next = queued.map((d) => tx.superseded(d, now, null, REASON.queuedByInterrupt));
+    next.forEach((d) => validateForPersist(d));
+    // The active claim is not modified: it is now stale and terminalized lazily (contract.md §6.2).
+    const active = thread.list('Claimed')?.first() ?? null;
+    thread.epoch = old + 1;
+    this.#table.markMaybeDrained(threadKey);
+    queued.forEach((d, i) => this.#commit(d, next[i] as RunDispatch));
+    return {
+      new_dispatch_epoch: thread.epoch,
+      active_dispatch: active === null ? null : copyRecord(active),
+      superseded_count: next.length,
+      superseded_dispatches: next.map(copyRecord),
+    };
+  }
+
+  async currentDispatchEpoch(threadId: string): Promise<number> {
+    const threadKey = args.id('thread_id', threadId);
+    this.#assertOpen();
+    return this.#epochOf(threadKey);
+  }
+
+  async supersedeClaimed(
+    dispatchId: string,
+    claimToken: string,
+    now: number,
+    reason: string,
+  ): Promise<RunDispatch | null> {
+    const id = args.id('dispatch_id', dispatchId);
+    const token = args.id('claim_token', claimToken);
+    args.u64('now', now);
+    const why = args.text('reason', reason);
+    this.#assertOpen();
+    const d = this.#table.get(id);
+    if (d === undefined || d.status !== 'Claimed') return null;
+    if (d.claim_token !== token) throw StorageError.versionConflict(0, 1);
+    const epoch = Math.max(d.dispatch_epoch, this.#epochOf(d.thread_id));
+    return copyRecord(this.#commit(d, tx.superseded(d, now, epoch, why)));
+  }
+
+  // ---- reads ----
+
+  async loadDispatch(dispatchId: string): Promise<RunDispatch | null> {
+    const id = args.id('dispatch_id', dispatchId);
+    this.#assertOpen();
+    const d = this.#table.get(id);
+    return d === undefined ? null : copyRecord(d);
+  }
+
+  async listDispatches(
+    threadId: string,
+    statusFilter: readonly RunDispatchStatus[] | null,
+    limit: number,
+    offset: number,
+  ): Promise<RunDispatch[]> {
+    const threadKey = args.id('thread_id', threadId);
+    const filter = args.statusFilter(statusFilter);
+    const max = args.bounded('limit', limit, args.MAX_BATCH);
+    const skip = args.bounded('offset', offset, args.MAX_OFFSET);
+    this.#assertOpen();
+    const thread = this.#table.thread(threadKey);
+    if (thread === undefined || max === 0) return [];
+    const statuses = filter === null ? RUN_DISPATCH_STATUSES : [...new Set(filter)];
+    const lists = statuses
+      .map((s) => thread.list(s))
+      .filter((l): l is SortedList<RunDispatch> => l !== undefined && l.size > 0);
+    return mergeOrdered(lists, skip, max).map(copyRecord);
+  }
+
+  async countDispatchesByStatus(status: RunDispatchStatus): Promise<number> {
+    const s = args.status('status', status);
+    this.#assertOpen();
+    return this.#table.count(s);
+  }
+
+  async listTerminalDispatches(limit: number, offset: number): Promise<RunDispatch[]> {
+    const max = args.bounded('limit', limit, args.MAX_BATCH);
+    const skip = args.bounded('offset', offset, args.MAX_OFFSET);
+    this.#assertOpen();
+    return this.#table.terminal.slice(skip, max).map(copyRecord);
+  }
+
+  async reclaimExpiredLeases(now: number, limit: number): Promise<RunDispatch[]> {
+    args.u64('now', now);
+    const max = args.bounded('limit', limit, args.MAX_BATCH);
+    this.#assertOpen();
+    if (max === 0) return [];
+    // Oldest lease first; stale claims count against the limit (contract.md §5.18).
+    const expired = this.#table.leases.takeWhile((d) => (d.lease_until ?? 0) < now, max);
+    const next = expired.map((d) => {
+      const current = this.#epochOf(d.thread_id);
+      return d.dispatch_epoch < current
+        ? tx.superseded(d, now, current, REASON.leaseAfterInterrupt)
+        : tx.leaseExpired(d, now);
+    });
+    next.forEach((d) => validateForPersist(d));
+    const reclaimed: RunDispatch[] = [];
+    expired.forEach((d, i) => {
+      const n = this.#commit(d, next[i] as RunDispatch);
+      if (n.status !== 'Superseded') reclaimed.push(copyRecord(n));
+    });
+    return reclaimed;
+  }
+
+  async purgeTerminal(olderThan: number): Promise<number> {
+    args.u64('older_than', olderThan);
+    this.#assertOpen();
+    const doomed = this.#table.terminal.takeWhile((d) => d.updated_at < olderThan);
+    for (const d of doomed) this.#table.remove(d);
+    this.#signals?.discard(doomed.map((d) => d.dispatch_id));
+    // Epoch GC: threads left without any record forget their epoch (memory semantics, contract.md §5.19).
+    this.#table.dropDrainedThreads();
+    return doomed.length;
+  }
+
+  async queuedThreadIds(): Promise<string[]> {
+    this.#assertOpen();
+    return this.#table.queuedThreadIds();
+  }
+
+  // ---- signals ----
+
+  /** Capability query; keeps answering after `close()` (it reads configuration, not state). */
+  supportsDispatchSignals(): boolean {
+    return this.#signals !== null;
+  }
+
+  async pullDispatchSignals(max: number, expiresMs: number): Promise<DispatchSignalEntry[]> {
+    const count = args.bounded('max', max, args.MAX_BATCH);
+    const expires = args.bounded('expires_ms', expiresMs, args.MAX_PULL_EXPIRES_MS);
+    this.#assertOpen();
+    const signals = this.#signals;
+    if (signals === null || count === 0) return [];
+    const raw = await signals.pull(count, expires);
+    if (this.#closed) return [];
+    return filterSignals(raw, (ids) => Promise.resolve(ids.map((id) => this.#peek(id))), Date.now());
+  }
+
+  /**
+   * The sweeper's step (also callable directly): republish up to `limit` Queued dispatches whose
+   * available_at passed and whose last signal is older than `republishAfterMs`. Returns what it signalled.
+   */
+  sweepDueSignals(now: number, limit = this.#options.sweepBatchSize): SignalRef[] {
+    args.u64('now', now);
+    const max = args.bounded('limit', limit, args.MAX_BATCH * 100);
+    if (this.#signals === null || this.#closed || max === 0) return [];
+    const refs = this.#republish.takeDue(now, max, now + this.#options.republishAfterMs);
+    if (refs.length > 0) this.#signals.publishNow(refs);
+    return refs;
+  }
+
+  // ---- live ----
+
+  async deliverLive(threadId: string, command: LiveRunCommand): Promise<LiveDeliveryOutcome> {
+    this.#assertOpenAfter(() => {
+      args.id('thread_id', threadId);
+      args.liveCommand(command);
+    });
+    return this.#live.deliverLive(threadId, command);
+  }
+
+  async deliverLiveTo(target: LiveRunTarget, command: LiveRunCommand): Promise<LiveDeliveryOutcome> {
+    this.#assertOpenAfter(() => {
+      args.liveTarget(target);
+      args.liveCommand(command);
+    });
+    return this.#live.deliverLiveTo(target, command);
+  }
+
+  async openLiveChannel(threadId: string): Promise<LiveRunCommandStream> {
+    this.#assertOpenAfter(() => args.id('thread_id', threadId));
+    return this.#live.openLiveChannel(threadId);
+  }
+
+  async openLiveChannelFor(target: LiveRunTarget): Promise<LiveRunCommandStream> {
+    this.#assertOpenAfter(() => args.liveTarget(target));
+    return this.#live.openLiveChannelFor(target);
+  }
+
+  // ---- test hook ----
+
+  /**
+   * Test hook: store `record` verbatim (validated with `validateForPersist`, no epoch stamping, no
+   * normalization), e.g. to plant a stale-epoch Queued dispatch that the public API cannot produce
+   * (contract.md §6.2). A thread without state gets it at epoch 0. Existing id → `AlreadyExists(<id>)`.
+   */
+  async plantRecord(record: RunDispatch): Promise<void> {
+    let d: RunDispatch;
+    try {
+      d = normalizeRunDispatch(record, 'record');
+    } catch (err) {
+      throw StorageError.validation(err instanceof StorageError ? err.detail : String(err));
+    }
+    validateForPersist(d);
+    this.#assertOpen();
+    if (this.#table.get(d.dispatch_id) !== undefined) throw StorageError.alreadyExists(d.dispatch_id);
+    this.#table.insert(d);
+    if (d.status === 'Queued') this.#enteredQueued(d);
+  }
+
+  /**
+   * Sizes of the state and every index, for diagnostics and leak tests: records and threads held, threads
+   * with Queued work, claims in the lease index, terminal records, dispatches scheduled for a republish,
+   * undelivered and in-flight signals, open live subscriptions.
+   */
+  stats(): MemoryStoreStats {
+    return {
+      ...this.#table.stats(),
+      republishScheduled: this.#republish.size,
+      signalsPending: this.#signals?.pendingCount ?? 0,
+      signalsInFlight: this.#signals?.inflightCount ?? 0,
+      liveSubscribers: this.#live.subscriberCount,
+    };
+  }
+
+  // ---- lifecycle ----
+
+  /** Stop the sweeper, end every live stream and pending pull; later calls throw `Io`. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown();
+    return this.#closing;
+  }
+
+  async #shutdown(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#sweeper);
+    this.#sweeper = undefined;
+    this.#republish.clear();
+    await Promise.all([this.#signals?.close(), this.#live.close()]);
+  }
+
+  // ---- internals ----
+
+  #assertOpen(): void {
+    if (this.#closed) throw StorageError.io('store is closed');
+  }
+
+  /** Validate first (so bad input is `Validation` even when closed), then check the store is open. */
+  #assertOpenAfter(validate: () => unknown): void {
+    validate();
+    this.#assertOpen();
+  }
+
+  #epochOf(threadId: string): number {
+    return this.#table.thread(threadId)?.epoch ?? 0;
+  }
+
+  #peek(dispatchId: string): RunDispatch | null {
+    const d = this.#table.get(dispatchId);
+    return d === undefined ? null : copyRecord(d);
+  }
+
+  /**
+   * The owner-side guard of ack / nack / dead_letter / record_*: missing → NotFound(id); not Claimed or
+   * another token → VersionConflict{0,1} (token first, memory semantics); stale epoch → Superseded at the
+   * current epoch with `staleReason`, committed, then VersionConflict{dispatch_epoch, current}.
+   */
+  #owned(id: string, token: string, now: number, staleReason: string): RunDispatch {
+    const d = this.#table.get(id);
+    if (d === undefined) throw StorageError.notFound(id);
+    if (d.status !== 'Claimed' || d.claim_token !== token) throw StorageError.versionConflict(0, 1);
+    const current = this.#epochOf(d.thread_id);
+    if (d.dispatch_epoch < current) {
+      this.#commit(d, tx.superseded(d, now, current, staleReason));
+      throw StorageError.versionConflict(d.dispatch_epoch, current);
+    }
+    return d;
+  }
+
+  /** Supersede the thread's stale-epoch Queued dispatches (contract.md §5.2 step 2). */
+  #supersedeStaleQueued(thread: ThreadState, now: number): void {
+    if (thread.staleQueued.size === 0) return;
+    for (const id of [...thread.staleQueued]) {
+      const d = this.#table.get(id);
+      if (d !== undefined && d.status === 'Queued' && d.dispatch_epoch < thread.epoch) {
+        this.#commit(d, tx.superseded(d, now, thread.epoch, REASON.queuedByEpoch));
+      }
+    }
+  }
+
+  /** Validate every next record first, then commit them all (all or nothing). */
+  #commitAll(records: readonly RunDispatch[], next: (d: RunDispatch) => RunDispatch): RunDispatch[] {
+    const nexts = records.map(next);
+    nexts.forEach((d) => validateForPersist(d));
+    return records.map((d, i) => this.#commit(d, nexts[i] as RunDispatch));
+  }
+
+  /** Validate and store one transition, with its index and signal bookkeeping. */
+  #commit(prev: RunDispatch, next: RunDispatch): RunDispatch {
+    validateForPersist(next);
+    this.#table.replace(prev, next);
+    if (prev.status === 'Queued' && next.status !== 'Queued') this.#republish.unset(prev.dispatch_id);
+    if (next.status === 'Queued' && prev.status !== 'Queued') this.#enteredQueued(next);
+    if (isTerminal(next.status)) this.#signals?.discard([next.dispatch_id]);
+    return next;
+  }
+
+  /** A dispatch became Queued (enqueue, nack, lease expiry): signal it and schedule its republish. */
+  #enteredQueued(d: RunDispatch): void {
+    if (this.#signals === null) return;
+    const ref = { thread_id: d.thread_id, dispatch_id: d.dispatch_id };
+    this.#signals.publishNow([ref]);
+    this.#republish.set(ref, Math.max(d.available_at, Date.now() + this.#options.republishAfterMs));
+  }
+}
+
+/** Merge per-status lists (each in queue order) into one ordered page: skip `offset`, take `limit`. */
+function mergeOrdered(
+  lists: readonly SortedList<RunDispatch>[],
+  offset: number,
+  limit: number,
+): RunDispatch[] {
+  if (lists.length === 0) return [];
+  if (lists.length === 1) return (lists[0] as SortedList<RunDispatch>).slice(offset, limit);
+  const iterators = lists.map((l) => l.values());
+  const heads = iterators.map((it) => it.next());
+  const out: RunDispatch[] = [];
+  let skipped = 0;
+  for (;;) {
+    let best = -1;
+    for (let i = 0; i < heads.length; i++) {
+      const h = heads[i] as IteratorResult<RunDispatch>;
+      if (h.done) continue;
+      if (
+        best < 0 ||
+        compareQueueOrder(h.value, (heads[best] as IteratorYieldResult<RunDispatch>).value) < 0
+      ) {
+        best = i;
+      }
+    }
+    if (best < 0) return out;
+    const head = heads[best] as IteratorYieldResult<RunDispatch>;
+    if (skipped < offset) skipped += 1;
+    else out.push(head.value);
+    if (out.length >= limit) return out;
+    heads[best] = (iterators[best] as Generator<RunDispatch>).next();
+  }
+}

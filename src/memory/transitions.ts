@@ -1,0 +1,169 @@
+/**
+ * The field effects of every dispatch transition (contract.md §2.6), as pure functions from the current
+ * record to the next one. The store checks the preconditions (status, token, epoch), validates the result
+ * with `validateForPersist` and only then commits it, so a failed transition leaves nothing changed.
+ */
+import type { RunDispatch, RunDispatchResult } from '../contract/types.js';
+
+/** The exact `last_error` reasons of the reference store (contract.md §5). */
+export const REASON = {
+  queuedByEpoch: 'queued dispatch superseded by newer dispatch epoch',
+  queuedByInterrupt: 'queued dispatch superseded by interrupt',
+  claimedByEpoch: 'claimed dispatch superseded by newer dispatch epoch',
+  beforeStart: 'claimed dispatch superseded before runtime start',
+  beforeResult: 'claimed dispatch superseded before run result',
+  beforeNack: 'claimed dispatch superseded before nack',
+  beforeDeadLetter: 'claimed dispatch superseded before dead letter',
+  duringRenewal: 'claimed dispatch superseded during lease renewal',
+  leaseAfterInterrupt: 'claimed dispatch lease expired after interrupt',
+  leaseMaxAttempts: 'lease expired; max attempts reached',
+} as const;
+
+const U32_MAX = 0xffff_ffff;
+
+const CLEAR_CLAIM = { claim_token: null, claimed_by: null, lease_until: null } as const;
+const CLEAR_PROJECTION = {
+  dispatch_instance_id: null,
+  run_status: null,
+  termination: null,
+  run_response: null,
+  run_error: null,
+} as const;
+
+/**
+ * A failed attempt (nack or lease expiry): +1, saturating. The count never passes `max_attempts`, so a
+ * dispatch enqueued with `attempt_count == max_attempts` dead-letters on its next failure and stays a valid
+ * record instead of failing `validate_for_persist` forever (which would wedge the lease sweep).
+ */
+function failedAttempts(d: RunDispatch): number {
+  return Math.min(d.attempt_count + 1, U32_MAX, Math.max(d.max_attempts, d.attempt_count));
+}
+
+export function claimed(
+  d: RunDispatch,
+  token: string,
+  consumer: string,
+  leaseUntil: number,
+  now: number,
+): RunDispatch {
+  return {
+    ...d,
+    status: 'Claimed',
+    claim_token: token,
+    claimed_by: consumer,
+    lease_until: leaseUntil,
+    updated_at: now,
+  };
+}
+
+export function leaseExtended(d: RunDispatch, leaseUntil: number, now: number): RunDispatch {
+  return { ...d, lease_until: leaseUntil, updated_at: now };
+}
+
+export function dispatchStarted(d: RunDispatch, instanceId: string, now: number): RunDispatch {
+  return {
+    ...d,
+    dispatch_instance_id: instanceId,
+    run_status: 'running',
+    termination: null,
+    run_response: null,
+    run_error: null,
+    completed_at: null,
+    updated_at: now,
+  };
+}
+
+export function runResultRecorded(d: RunDispatch, r: RunDispatchResult, now: number): RunDispatch {
+  return {
+    ...d,
+    dispatch_instance_id: r.dispatch_instance_id,
+    run_status: r.status,
+    termination: r.termination ?? null,
+    run_response: r.response ?? null,
+    run_error: r.error ?? null,
+    completed_at: now,
+    updated_at: now,
+  };
+}
+
+export function acked(d: RunDispatch, now: number): RunDispatch {
+  return { ...d, ...CLEAR_CLAIM, status: 'Acked', completed_at: now, updated_at: now };
+}
+
+export function cancelled(d: RunDispatch, now: number): RunDispatch {
+  return { ...d, ...CLEAR_CLAIM, status: 'Cancelled', completed_at: now, updated_at: now };
+}
+
+export function deadLettered(d: RunDispatch, error: string, now: number): RunDispatch {
+  return {
+    ...d,
+    ...CLEAR_CLAIM,
+    status: 'DeadLetter',
+    last_error: error,
+    completed_at: now,
+    updated_at: now,
+  };
+}
+
+/** Superseded; `epoch` null keeps dispatch_epoch, `reason` null keeps last_error. */
+export function superseded(
+  d: RunDispatch,
+  now: number,
+  epoch: number | null,
+  reason: string | null,
+): RunDispatch {
+  return {
+    ...d,
+    ...CLEAR_CLAIM,
+    ...CLEAR_PROJECTION,
+    status: 'Superseded',
+    dispatch_epoch: epoch ?? d.dispatch_epoch,
+    last_error: reason ?? d.last_error,
+    completed_at: now,
+    updated_at: now,
+  };
+}
+
+/** nack: back to Queued at `retryAt`, or DeadLetter (projection and available_at kept) when exhausted. */
+export function nacked(d: RunDispatch, retryAt: number, error: string, now: number): RunDispatch {
+  const attempt_count = failedAttempts(d);
+  if (attempt_count >= d.max_attempts) {
+    return {
+      ...d,
+      ...CLEAR_CLAIM,
+      status: 'DeadLetter',
+      attempt_count,
+      last_error: error,
+      completed_at: now,
+      updated_at: now,
+    };
+  }
+  return {
+    ...d,
+    ...CLEAR_CLAIM,
+    ...CLEAR_PROJECTION,
+    status: 'Queued',
+    attempt_count,
+    available_at: retryAt,
+    last_error: error,
+    completed_at: null,
+    updated_at: now,
+  };
+}
+
+/** Lease expiry found by reclaim: Queued at `now`, or DeadLetter with the max-attempts reason. */
+export function leaseExpired(d: RunDispatch, now: number): RunDispatch {
+  const attempt_count = failedAttempts(d);
+  const base = {
+    ...d,
+    ...CLEAR_CLAIM,
+    ...CLEAR_PROJECTION,
+    attempt_count,
+    available_at: now,
+    updated_at: now,
+  };
+  if (attempt_count >= d.max_attempts) {
+    return { ...base, status: 'DeadLetter', last_error: REASON.leaseMaxAttempts, completed_at: now };
+  }
+  return { ...base, status: 'Queued', completed_at: null };
+}

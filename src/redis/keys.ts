@@ -1,0 +1,135 @@
+/**
+ * The ONE module that builds Redis key names (design.md §3 item 5). `lua/prelude.lua` derives the same
+ * names from the prefix (see lua/README.md); `test/redis/keys.test.ts` checks the two agree.
+ *
+ * Layout: every key of a namespace starts with `awaken:{<namespace>}:` (or `awaken:{@default}:` without a
+ * namespace). The `{...}` part is a Redis Cluster hash tag, so every key one Lua script touches lives in one
+ * slot; `@` is not allowed in namespace names, so the default tag can never collide with a namespace.
+ * Ids (dispatch, thread, dedupe key) are always the LAST part of a key and every key kind has its own
+ * fixed infix, so ids containing `:`, `{`, `}` or any other character cannot make two keys collide.
+ */
+import { StorageError } from '../contract/errors.js';
+import type { RunDispatchStatus } from '../contract/types.js';
+
+/** Letters, digits, `_` and `-` (design.md §2). */
+export const NAMESPACE_PATTERN = /^[A-Za-z0-9_-]+$/;
+export const MAX_NAMESPACE_LENGTH = 64;
+/** Hash tag used when no namespace is configured. */
+export const DEFAULT_HASH_TAG = '{@default}';
+/** Redis Streams consumer group of the dispatch-signal stream (a group name, not a key). */
+export const SIGNAL_GROUP = 'awaken-dispatch';
+
+export interface RedisKeys {
+  readonly namespace: string | null;
+  /** `awaken:{<ns>}:` — passed as KEYS[1] to every script; Lua derives per-id keys from it. */
+  readonly prefix: string;
+  /** `{<ns>}` — the cluster hash tag shared by every key of the namespace. */
+  readonly hashTag: string;
+  /** SCAN MATCH pattern covering every key of the namespace (teardown only). */
+  readonly pattern: string;
+
+  /** Hash: one field per RunDispatch attribute (null = field absent; termination as JSON). */
+  record(dispatchId: string): string;
+  /** Hash: `epoch` (current dispatch epoch, absent = 0) and `n` (records of the thread). */
+  thread(threadId: string): string;
+  /** Zset (all scores 0, lex order): Queued dispatches promoted as available, member = order key. */
+  ready(threadId: string): string;
+  /** Zset: Queued dispatches not yet promoted, score = available_at, member = order key. */
+  waiting(threadId: string): string;
+  /** Zset (all scores 0, lex order): the thread's dispatches in `status`, member = order key. */
+  byStatus(status: RunDispatchStatus, threadId: string): string;
+  /** Hash: dedupe_key → dispatch_id of the non-terminal holder. */
+  dedupe(threadId: string): string;
+  /**
+   * Set: Queued dispatches of the thread known to carry an older epoch than the thread. The scripts never
+   * produce one (interrupt supersedes every Queued dispatch, enqueue stamps the current epoch); whoever
+   * writes records outside them (imports, repairs, the conformance `plant` hook) lists such ids here, and
+   * the next claim of the thread supersedes them (contract.md §5.2 step 2).
+   */
+  staleQueued(threadId: string): string;
+
+  /** Hash: status → number of dispatches in that status (O(1) counts). */
+  readonly counts: string;
+  /** Zset: Claimed dispatch ids by lease_until. */
+  readonly leases: string;
+  /** Zset: terminal dispatches by updated_at, member = `<created_at 16 digits>|<dispatch_id>`. */
+  readonly terminal: string;
+  /** Zset: thread id → number of Queued dispatches (removed at 0). */
+  readonly queuedThreads: string;
+  /** Zset: Queued dispatch ids by "next signal due" = max(available_at, last signal + republish delay). */
+  readonly due: string;
+  /** Set: threads that got epoch state while holding no record (interrupt of an empty thread). */
+  readonly drainedThreads: string;
+  /** Stream: dispatch signals (`t` = thread_id, `d` = dispatch_id), used by the Redis Streams transport. */
+  readonly signalStream: string;
+  /** Zset: signals nacked with a delay (owned by the Redis Streams transport). */
+  readonly signalDelayed: string;
+  /** Consumer group name of `signalStream`. */
+  readonly signalGroup: string;
+
+  /** The global keys every script receives as KEYS[1..8], in this order (see lua/prelude.lua). */
+  readonly scriptGlobals: readonly string[];
+}
+
+/** Order keys sort by priority ASC, created_at ASC, dispatch_id ASC (byte order). */
+export function orderKey(priority: number, createdAt: number, dispatchId: string): string {
+  return `${String(priority).padStart(3, '0')}|${String(createdAt).padStart(16, '0')}|${dispatchId}`;
+}
+
+/** Member of the terminal index: ties on updated_at break on created_at, then dispatch_id. */
+export function terminalKey(createdAt: number, dispatchId: string): string {
+  return `${String(createdAt).padStart(16, '0')}|${dispatchId}`;
+}
+
+export function validateNamespace(namespace: unknown): string {
+  if (typeof namespace !== 'string' || !NAMESPACE_PATTERN.test(namespace)) {
+    throw StorageError.validation('namespace must be letters, digits, "_" or "-"');
+  }
+  if (namespace.length > MAX_NAMESPACE_LENGTH) {
+    throw StorageError.validation(`namespace must be at most ${MAX_NAMESPACE_LENGTH} characters`);
+  }
+  if (namespace === 'dispatch') {
+    // Its subjects (`dispatch.dispatch.>`, `dispatch.live.>`) would fall inside the un-namespaced signal
+    // stream's `dispatch.>`: JetStream would capture live requests and answer them as if delivered.
+    throw StorageError.validation(
+      'namespace "dispatch" is reserved (it overlaps the default signal subjects)',
+    );
+  }
+  return namespace;
+}
+
+export function redisKeys(namespace: string | null): RedisKeys {
+  const ns = namespace === null ? null : validateNamespace(namespace);
+  const hashTag = ns === null ? DEFAULT_HASH_TAG : `{${ns}}`;
+  const prefix = `awaken:${hashTag}:`;
+  const counts = `${prefix}cnt`;
+  const leases = `${prefix}lease`;
+  const terminal = `${prefix}term`;
+  const queuedThreads = `${prefix}qthreads`;
+  const due = `${prefix}due`;
+  const signalStream = `${prefix}sig:stream`;
+  const drainedThreads = `${prefix}drained`;
+  return {
+    namespace: ns,
+    prefix,
+    hashTag,
+    pattern: `${prefix}*`,
+    record: (id) => `${prefix}d:${id}`,
+    thread: (t) => `${prefix}th:${t}`,
+    ready: (t) => `${prefix}tq:${t}`,
+    waiting: (t) => `${prefix}tw:${t}`,
+    byStatus: (s, t) => `${prefix}ts:${s}:${t}`,
+    dedupe: (t) => `${prefix}dd:${t}`,
+    staleQueued: (t) => `${prefix}sq:${t}`,
+    counts,
+    leases,
+    terminal,
+    queuedThreads,
+    due,
+    drainedThreads,
+    signalStream,
+    signalDelayed: `${prefix}sig:delayed`,
+    signalGroup: SIGNAL_GROUP,
+    scriptGlobals: [prefix, counts, leases, terminal, queuedThreads, due, signalStream, drainedThreads],
+  };
+}

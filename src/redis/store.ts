@@ -1,0 +1,800 @@
+/**
+ * `RedisMailboxStore`: the MailboxStore of record on Redis (design.md §3 items 1, 3, 5, 6).
+ *
+ * Every public method validates its arguments first (`args.*`), then makes ONE round trip: one EVALSHA of
+ * a Lua script for every mutation and multi-key read, one plain command for single-key reads. Every
+ * Redis call is bounded by `commandTimeoutMs` and fails with `Io` past it. Records read back are decoded
+ * and validated; corrupt data raises `Serialization` naming the dispatch.
+ */
+import type { Redis } from 'ioredis';
+import { v7 as uuidv7 } from 'uuid';
+import * as args from '../contract/args.js';
+import { StorageError } from '../contract/errors.js';
+import { FUSED_STORE, type FusedMailboxStore } from '../contract/fused.js';
+import type { MailboxStore } from '../contract/store.js';
+import type {
+  DispatchSignalEntry,
+  LiveDeliveryOutcome,
+  LiveRunCommand,
+  LiveRunCommandStream,
+  LiveRunTarget,
+  MailboxInterrupt,
+  MailboxInterruptDetails,
+  RunDispatch,
+  RunDispatchInput,
+  RunDispatchResult,
+  RunDispatchStatus,
+} from '../contract/types.js';
+import { RUN_DISPATCH_STATUSES, isTerminal } from '../contract/types.js';
+import type { LiveChannel } from '../live/channel.js';
+import { filterSignals } from '../signals/filter.js';
+import type { SignalRef, SignalTransport } from '../signals/transport.js';
+import { silentLogger, type Logger } from '../util/logger.js';
+import { toIoError } from './errors.js';
+import type { RedisKeys } from './keys.js';
+import type { SignalsMode } from './options.js';
+import { enqueueFields, pairsToObject, recordFromHash, terminationJson } from './record.js';
+import type { ScriptName, ScriptRunner } from './scripts.js';
+import { unwrapReply } from './scripts.js';
+
+/** A signal transport the store may also tear down with `destroyNamespace`. */
+export type StoreSignalTransport = SignalTransport & { destroy?(): Promise<void> };
+
+export interface Stoppable {
+  stop(): Promise<void>;
+}
+
+export interface RedisMailboxStoreParts {
+  redis: Redis;
+  scripts: ScriptRunner;
+  keys: RedisKeys;
+  signals: SignalsMode;
+  transport: StoreSignalTransport | null;
+  live: LiveChannel;
+  commandTimeoutMs: number;
+  republishAfterMs: number;
+  /** Strings to redact from error messages (passwords, tokens). */
+  secrets: readonly string[];
+  logger?: Logger;
+  /** Owned resources, released in reverse order after the transport and live channel on close. */
+  release?: (() => Promise<void>)[];
+}
+
+/** Terminal records deleted per purge script call, so one purge never blocks Redis for long. */
+export const PURGE_BATCH = 1000;
+/** Keys deleted per UNLINK during `destroyNamespace`. */
+const DESTROY_SCAN_COUNT = 1000;
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** Redis stores UTF-8: a lone surrogate would be replaced and two different ids could share a key. */
+function wellFormed(name: string, value: string): string {
+  if (LONE_SURROGATE.test(value)) {
+    throw StorageError.validation(`${name} must be well-formed Unicode (no lone surrogates)`);
+  }
+  return value;
+}
+
+const id = (name: string, value: unknown): string => wellFormed(name, args.id(name, value));
+const text = (name: string, value: unknown): string => wellFormed(name, args.text(name, value));
+
+function str(value: unknown, what: string): string {
+  if (typeof value !== 'string') throw StorageError.serialization(`${what}: expected a string in the reply`);
+  return value;
+}
+
+export class RedisMailboxStore implements MailboxStore, FusedMailboxStore {
+  readonly [FUSED_STORE] = true as const;
+
+  readonly #redis: Redis;
+  readonly #scripts: ScriptRunner;
+  readonly #keys: RedisKeys;
+  readonly #signals: SignalsMode;
+  readonly #transport: StoreSignalTransport | null;
+  readonly #live: LiveChannel;
+  readonly #timeoutMs: number;
+  readonly #republishAfterMs: number;
+  readonly #secrets: readonly string[];
+  readonly #logger: Logger;
+  readonly #release: (() => Promise<void>)[];
+  #sweeper: Stoppable | null = null;
+  #sweeperStopped: Promise<void> | null = null;
+  #closed = false;
+  #closing: Promise<void> | null = null;
+
+  constructor(parts: RedisMailboxStoreParts) {
+    this.#redis = parts.redis;
+    this.#scripts = parts.scripts;
+    this.#keys = parts.keys;
+    this.#signals = parts.signals;
+    this.#transport = parts.transport;
+    this.#live = parts.live;
+    this.#timeoutMs = parts.commandTimeoutMs;
+    this.#republishAfterMs = parts.republishAfterMs;
+    this.#secrets = parts.secrets;
+    this.#logger = parts.logger ?? silentLogger;
+    this.#release = parts.release ?? [];
+  }
+
+  /** The key layout of this store's namespace. */
+  get keys(): RedisKeys {
+    return this.#keys;
+  }
+
+  get namespace(): string | null {
+    return this.#keys.namespace;
+  }
+
+  get signalsMode(): SignalsMode {
+    return this.#signals;
+  }
+
+  /** Attach the background sweeper (stopped by `close` / `destroyNamespace`). Used by `createMailboxStore`. */
+  attachSweeper(sweeper: Stoppable): void {
+    this.#sweeper = sweeper;
+  }
+
+  // ---- writes ----
+
+  async enqueue(dispatch: RunDispatchInput): Promise<void> {
+    const d = args.dispatchForEnqueue(dispatch);
+    for (const field of ['dispatch_id', 'thread_id', 'run_id', 'dedupe_key', 'last_error'] as const) {
+      const value = d[field];
+      if (value !== null) wellFormed(field, value);
+    }
+    const k = this.#keys;
+    await this.#run(
+      'enqueue',
+      [k.record(d.dispatch_id), k.thread(d.thread_id), k.dedupe(d.thread_id)],
+      enqueueFields(d),
+    );
+    await this.#published([{ thread_id: d.thread_id, dispatch_id: d.dispatch_id }]);
+  }
+
+  async claim(
+    threadId: string,
+    consumerId: string,
+    leaseMs: number,
+    now: number,
+    limit: number,
+  ): Promise<RunDispatch[]> {
+    const thread = id('thread_id', threadId);
+    const consumer = id('consumer_id', consumerId);
+    args.u64('lease_ms', leaseMs);
+    args.u64('now', now);
+    const max = args.bounded('limit', limit, args.MAX_BATCH);
+    const leaseUntil = args.deadline(now, leaseMs, 'lease_ms');
+    const payload = await this.#run('claim', this.#claimKeys(thread), [
+      thread,
+      consumer,
+      uuidv7(),
+      String(now),
+      String(leaseUntil),
+      String(max),
+    ]);
+    return payload.map((pairs) => this.#decodeFlat(pairs));
+  }
+
+  /** Fused `claim(.., 1)` + `recordDispatchStart` (src/contract/fused.ts): one script, one round trip. */
+  async claimAndStart(
+    threadId: string,
+    consumerId: string,
+    leaseMs: number,
+    now: number,
+    dispatchInstanceId: string,
+  ): Promise<RunDispatch | null> {
+    const thread = id('thread_id', threadId);
+    const consumer = id('consumer_id', consumerId);
+    args.u64('lease_ms', leaseMs);
+    args.u64('now', now);
+    const leaseUntil = args.deadline(now, leaseMs, 'lease_ms');
+    const instance = id('dispatch_instance_id', dispatchInstanceId);
+    const payload = await this.#run('claim_and_start', this.#claimKeys(thread), [
+      thread,
+      consumer,
+      uuidv7(),
+      String(now),
+      String(leaseUntil),
+      instance,
+    ]);
+    return payload.length === 0 ? null : this.#decodeFlat(payload[0]);
+  }
+
+  /** Fused `claimDispatch` + `recordDispatchStart` (src/contract/fused.ts): one script, one round trip. */
+  async claimDispatchAndStart(
+    dispatchId: string,
+    consumerId: string,
+    leaseMs: number,
+    now: number,
+    dispatchInstanceId: string,
+  ): Promise<RunDispatch | null> {
+    const did = id('dispatch_id', dispatchId);
+    const consumer = id('consumer_id', consumerId);
+    args.u64('lease_ms', leaseMs);
+    args.u64('now', now);
+    const leaseUntil = args.deadline(now, leaseMs, 'lease_ms');
+    const instance = id('dispatch_instance_id', dispatchInstanceId);
+    const payload = await this.#run(
+      'claim_dispatch_and_start',
+      [this.#keys.record(did)],
+      [did, consumer, uuidv7(), String(now), String(leaseUntil), instance],
+    );
+    return payload.length === 0 ? null : this.#decodeFlat(payload[0], did);
+  }
+
+  /** The thread keys `claim` and `claim_and_start` take (KEYS[9..13]). */
+  #claimKeys(thread: string): string[] {
+    const k = this.#keys;
+    return [
+      k.thread(thread),
+      k.ready(thread),
+      k.waiting(thread),
+      k.byStatus('Claimed', thread),
+      k.staleQueued(thread),
+    ];
+  }
+
+  async claimDispatch(
+    dispatchId: string,
+    consumerId: string,
+    leaseMs: number,
+    now: number,
+  ): Promise<RunDispatch | null> {
+    const did = id('dispatch_id', dispatchId);
+    const consumer = id('consumer_id', consumerId);
+    args.u64('lease_ms', leaseMs);
+    args.u64('now', now);
+    const leaseUntil = args.deadline(now, leaseMs, 'lease_ms');
+    const payload = await this.#run(
+      'claim_dispatch',
+      [this.#keys.record(did)],
+      [did, consumer, uuidv7(), String(now), String(leaseUntil)],
+    );
+    return payload.length === 0 ? null : this.#decodeFlat(payload[0], did);
+  }
+
+  async ack(dispatchId: string, claimToken: string, now: number): Promise<void> {
+    const did = id('dispatch_id', dispatchId);
+    const token = id('claim_token', claimToken);
+    args.u64('now', now);
+    await this.#run('ack', [this.#keys.record(did)], [did, token, String(now)]);
+  }
+
+  async recordDispatchStart(
+    dispatchId: string,
+    claimToken: string,
+    dispatchInstanceId: string,
+    now: number,
+  ): Promise<void> {
+    const did = id('dispatch_id', dispatchId);
+    const token = id('claim_token', claimToken);
+    const instance = id('dispatch_instance_id', dispatchInstanceId);
+    args.u64('now', now);
+    await this.#run('record_dispatch_start', [this.#keys.record(did)], [did, token, instance, String(now)]);
+  }
+
+  async recordRunResult(
+    dispatchId: string,
+    claimToken: string,
+    result: RunDispatchResult,
+    now: number,
+  ): Promise<void> {
+    await this.#run('record_run_result', ...this.#resultCall(dispatchId, claimToken, result, now));
+  }
+
+  /** Fused `recordRunResult` + `ack` (src/contract/fused.ts): one script, one round trip. */
+  async completeAndAck(
+    dispatchId: string,
+    claimToken: string,
+    result: RunDispatchResult,
+    now: number,
+  ): Promise<void> {
+    await this.#run('complete_and_ack', ...this.#resultCall(dispatchId, claimToken, result, now));
+  }
+
+  /** Validated keys and arguments of `record_run_result` (and `complete_and_ack`, which takes the same). */
+  #resultCall(
+    dispatchId: string,
+    claimToken: string,
+    result: RunDispatchResult,
+    now: number,
+  ): [string[], string[]] {
+    const did = id('dispatch_id', dispatchId);
+    const token = id('claim_token', claimToken);
+    const r = args.runResult(result);
+    args.u64('now', now);
+    wellFormed('result.run_id', r.run_id);
+    wellFormed('result.dispatch_instance_id', r.dispatch_instance_id);
+    const optional = (name: string, value: string | null | undefined): string[] =>
+      value == null ? ['0', ''] : ['1', wellFormed(name, value)];
+    return [
+      [this.#keys.record(did)],
+      [
+        did,
+        token,
+        String(now),
+        r.run_id,
+        r.dispatch_instance_id,
+        r.status,
+        ...(r.termination ? ['1', terminationJson(r.termination)] : ['0', '']),
+        ...optional('result.response', r.response),
+        ...optional('result.error', r.error),
+      ],
+    ];
+  }
+
+  async nack(
+    dispatchId: string,
+    claimToken: string,
+    retryAt: number,
+    error: string,
+    now: number,
+  ): Promise<void> {
+    const did = id('dispatch_id', dispatchId);
+    const token = id('claim_token', claimToken);
+    args.u64('retry_at', retryAt);
+    const err = text('error', error);
+    args.u64('now', now);
+    const [status, thread] = await this.#run(
+      'nack',
+      [this.#keys.record(did)],
+      [did, token, String(retryAt), err, String(now)],
+    );
+    if (status === 'Queued') await this.#published([{ thread_id: str(thread, 'nack'), dispatch_id: did }]);
+  }
+
+  async deadLetter(dispatchId: string, claimToken: string, error: string, now: number): Promise<void> {
+    const did = id('dispatch_id', dispatchId);
+    const token = id('claim_token', claimToken);
+    const err = text('error', error);
+    args.u64('now', now);
+    await this.#run('dead_letter', [this.#keys.record(did)], [did, token, err, String(now)]);
+  }
+
+  async cancel(dispatchId: string, now: number): Promise<RunDispatch | null> {
+    const did = id('dispatch_id', dispatchId);
+    args.u64('now', now);
+    const payload = await this.#run('cancel', [this.#keys.record(did)], [did, String(now)]);
+    return payload.length === 0 ? null : this.#decodeFlat(payload[0], did);
+  }
+
+  async extendLease(
+    dispatchId: string,
+    claimToken: string,
+    extensionMs: number,
+    now: number,
+  ): Promise<boolean> {
+    const did = id('dispatch_id', dispatchId);
+    const token = id('claim_token', claimToken);
+    args.u64('extension_ms', extensionMs);
+    args.u64('now', now);
+    const leaseUntil = args.deadline(now, extensionMs, 'extension_ms');
+    const [extended] = await this.#run(
+      'extend_lease',
+      [this.#keys.record(did)],
+      [did, token, String(leaseUntil), String(now)],
+    );
+    return extended === '1';
+  }
+
+  async interrupt(threadId: string, now: number): Promise<MailboxInterrupt> {
+    const { new_dispatch_epoch, active_dispatch, superseded_count } = await this.interruptDetailed(
+      threadId,
+      now,
+    );
+    return { new_dispatch_epoch, active_dispatch, superseded_count };
+  }
+
+  async interruptDetailed(threadId: string, now: number): Promise<MailboxInterruptDetails> {
+    const thread = id('thread_id', threadId);
+    args.u64('now', now);
+    const k = this.#keys;
+    const [epoch, active, ...superseded] = await this.#run(
+      'interrupt',
+      [k.thread(thread), k.byStatus('Queued', thread), k.byStatus('Claimed', thread)],
+      [thread, String(now)],
+    );
+    const newEpoch = this.#int(epoch, `thread '${thread}': epoch`);
+    const activeDispatch = Array.isArray(active) && active.length > 0 ? this.#decodeFlat(active) : null;
+    const supersededDispatches = superseded.map((pairs) => this.#decodeFlat(pairs));
+    return {
+      new_dispatch_epoch: newEpoch,
+      active_dispatch: activeDispatch,
+      superseded_count: supersededDispatches.length,
+      superseded_dispatches: supersededDispatches,
+    };
+  }
+
+  async currentDispatchEpoch(threadId: string): Promise<number> {
+    const thread = id('thread_id', threadId);
+    const epoch = await this.#io(() => this.#redis.hget(this.#keys.thread(thread), 'epoch'));
+    return epoch === null ? 0 : this.#int(epoch, `thread '${thread}': epoch`);
+  }
+
+  async supersedeClaimed(
+    dispatchId: string,
+    claimToken: string,
+    now: number,
+    reason: string,
+  ): Promise<RunDispatch | null> {
+    const did = id('dispatch_id', dispatchId);
+    const token = id('claim_token', claimToken);
+    args.u64('now', now);
+    const why = text('reason', reason);
+    const payload = await this.#run(
+      'supersede_claimed',
+      [this.#keys.record(did)],
+      [did, token, String(now), why],
+    );
+    return payload.length === 0 ? null : this.#decodeFlat(payload[0], did);
+  }
+
+  // ---- reads ----
+
+  async loadDispatch(dispatchId: string): Promise<RunDispatch | null> {
+    const did = id('dispatch_id', dispatchId);
+    const fields = await this.#io(() => this.#redis.hgetall(this.#keys.record(did)));
+    return Object.keys(fields).length === 0 ? null : recordFromHash(did, fields);
+  }
+
+  async listDispatches(
+    threadId: string,
+    statusFilter: readonly RunDispatchStatus[] | null,
+    limit: number,
+    offset: number,
+  ): Promise<RunDispatch[]> {
+    const thread = id('thread_id', threadId);
+    const filter = args.statusFilter(statusFilter);
+    const max = args.bounded('limit', limit, args.MAX_BATCH);
+    const skip = args.bounded('offset', offset, args.MAX_OFFSET);
+    const statuses = filter === null ? [...RUN_DISPATCH_STATUSES] : [...new Set(filter)];
+    if (statuses.length === 0 || max === 0) return [];
+    const payload = await this.#run(
+      'list_dispatches',
+      statuses.map((s) => this.#keys.byStatus(s, thread)),
+      [String(max), String(skip), ...statuses],
+    );
+    const out: RunDispatch[] = [];
+    for (let i = 0; i < payload.length; i += 2) {
+      const expected = payload[i];
+      const d = this.#decodeIndexed(payload[i + 1], `the ${String(expected)} set of thread '${thread}'`);
+      if (d.status !== expected || d.thread_id !== thread) {
+        throw StorageError.serialization(
+          `dispatch '${d.dispatch_id}': indexed as ${String(expected)} on thread '${thread}' but the record is ${d.status} on thread '${d.thread_id}'`,
+        );
+      }
+      out.push(d);
+    }
+    return out;
+  }
+
+  async countDispatchesByStatus(status: RunDispatchStatus): Promise<number> {
+    const s = args.status('status', status);
+    const count = await this.#io(() => this.#redis.hget(this.#keys.counts, s));
+    return count === null ? 0 : this.#int(count, `status count ${s}`);
+  }
+
+  async listTerminalDispatches(limit: number, offset: number): Promise<RunDispatch[]> {
+    const max = args.bounded('limit', limit, args.MAX_BATCH);
+    const skip = args.bounded('offset', offset, args.MAX_OFFSET);
+    if (max === 0) return [];
+    const payload = await this.#run('list_terminal_dispatches', [], [String(max), String(skip)]);
+    return payload.map((pairs) => {
+      const d = this.#decodeIndexed(pairs, 'the terminal index');
+      if (!isTerminal(d.status)) {
+        throw StorageError.serialization(
+          `dispatch '${d.dispatch_id}': indexed as terminal but the record is ${d.status}`,
+        );
+      }
+      return d;
+    });
+  }
+
+  async reclaimExpiredLeases(now: number, limit: number): Promise<RunDispatch[]> {
+    args.u64('now', now);
+    const max = args.bounded('limit', limit, args.MAX_BATCH);
+    if (max === 0) return [];
+    const payload = await this.#run('reclaim_expired_leases', [], [String(now), String(max)]);
+    const reclaimed = payload.map((pairs) => this.#decodeFlat(pairs));
+    await this.#published(
+      reclaimed
+        .filter((d) => d.status === 'Queued')
+        .map((d) => ({ thread_id: d.thread_id, dispatch_id: d.dispatch_id })),
+    );
+    return reclaimed;
+  }
+
+  /**
+   * Deletes in batches of `PURGE_BATCH` records (one script each) so a large purge never blocks Redis:
+   * one round trip unless more than a batch is due. Each batch is atomic on its own.
+   */
+  async purgeTerminal(olderThan: number): Promise<number> {
+    args.u64('older_than', olderThan);
+    let total = 0;
+    for (;;) {
+      const [deleted, more] = await this.#run('purge_terminal', [], [String(olderThan), String(PURGE_BATCH)]);
+      total += this.#int(deleted, 'purge count');
+      if (more !== '1') return total;
+    }
+  }
+
+  async queuedThreadIds(): Promise<string[]> {
+    const threads = await this.#io(() => this.#redis.zrange(this.#keys.queuedThreads, '0', '-1'));
+    // Sorted in JS (UTF-16 code unit order), like the memory store, rather than Redis byte order.
+    return threads.sort();
+  }
+
+  // ---- signals ----
+
+  supportsDispatchSignals(): boolean {
+    return this.#signals !== 'none';
+  }
+
+  async pullDispatchSignals(max: number, expiresMs: number): Promise<DispatchSignalEntry[]> {
+    const count = args.bounded('max', max, args.MAX_BATCH);
+    const expires = args.bounded('expires_ms', expiresMs, args.MAX_PULL_EXPIRES_MS);
+    const transport = this.#transport;
+    if (transport === null || count === 0) return [];
+    this.#assertOpen();
+    let raw;
+    try {
+      raw = await transport.pull(count, expires);
+    } catch (err) {
+      throw toIoError('signals', err, this.#secrets);
+    }
+    return filterSignals(raw, (ids) => this.#loadForSignals(ids), Date.now());
+  }
+
+  /**
+   * The batched load behind signal filtering. A signal naming an invalid id or a corrupt record counts as
+   * "no dispatch" (acked and skipped, with a warning): one bad record must not stall every other signal.
+   * Once the record is repaired, the sweeper signals it again. Connection failures still throw.
+   */
+  async #loadForSignals(dispatchIds: readonly string[]): Promise<(RunDispatch | null)[]> {
+    const valid = dispatchIds.map((d) => {
+      try {
+        return id('dispatch_id', d);
+      } catch {
+        return null;
+      }
+    });
+    const present = valid.filter((d): d is string => d !== null);
+    const records = await this.#loadMany(present);
+    const byId = new Map(present.map((d, i) => [d, records[i] ?? null]));
+    return valid.map((d) => {
+      if (d === null) return null;
+      const r = byId.get(d) ?? null;
+      if (r instanceof StorageError) {
+        this.#logger.warn?.('skipping the signal of a corrupt dispatch record', {
+          dispatch: d,
+          error: r.message,
+        });
+        return null;
+      }
+      return r;
+    });
+  }
+
+  /**
+   * The sweeper's query (design.md §3 item 3): up to `limit` Queued dispatches with available_at <= now
+   * whose last signal is older than the republish delay are marked signalled at `now` (next due at
+   * `now + republishAfterMs`) and returned; with Redis Streams the same script XADDs their signals.
+   */
+  async sweepDueSignals(now: number, republishAfterMs: number, limit: number): Promise<SignalRef[]> {
+    args.u64('now', now);
+    args.u64('republish_after_ms', republishAfterMs);
+    const max = args.bounded('limit', limit, args.MAX_BATCH);
+    args.deadline(now, republishAfterMs, 'republish_after_ms');
+    if (max === 0) return [];
+    const payload = await this.#run(
+      'sweep_due_signals',
+      [],
+      [String(now), String(republishAfterMs), String(max)],
+    );
+    const refs: SignalRef[] = [];
+    for (let i = 0; i < payload.length; i += 2) {
+      refs.push({ thread_id: str(payload[i], 'sweep'), dispatch_id: str(payload[i + 1], 'sweep') });
+    }
+    return refs;
+  }
+
+  /** Load many records in one round trip (a pipeline of HGETALL); missing ones are null. */
+  async loadDispatches(dispatchIds: readonly string[]): Promise<(RunDispatch | null)[]> {
+    const ids = dispatchIds.map((d, i) => id(`dispatch_ids.${i}`, d));
+    return (await this.#loadMany(ids)).map((r) => {
+      if (r instanceof StorageError) throw r;
+      return r;
+    });
+  }
+
+  /** One pipeline of HGETALL; a record that fails to decode comes back as its Serialization error. */
+  async #loadMany(ids: readonly string[]): Promise<(RunDispatch | StorageError | null)[]> {
+    if (ids.length === 0) return [];
+    const results = await this.#io(async () => {
+      const pipeline = this.#redis.pipeline();
+      for (const did of ids) pipeline.hgetall(this.#keys.record(did));
+      return (await pipeline.exec()) ?? [];
+    });
+    return ids.map((did, i) => {
+      const [err, fields] = results[i] ?? [new Error('missing pipeline reply'), null];
+      if (err) throw toIoError('redis', err, this.#secrets);
+      const obj = (fields ?? {}) as Record<string, string>;
+      if (Object.keys(obj).length === 0) return null;
+      try {
+        return recordFromHash(did, obj);
+      } catch (decodeErr) {
+        if (decodeErr instanceof StorageError) return decodeErr;
+        throw decodeErr;
+      }
+    });
+  }
+
+  // ---- live ----
+
+  deliverLive(threadId: string, command: LiveRunCommand): Promise<LiveDeliveryOutcome> {
+    return this.#live.deliverLive(threadId, command);
+  }
+
+  deliverLiveTo(target: LiveRunTarget, command: LiveRunCommand): Promise<LiveDeliveryOutcome> {
+    return this.#live.deliverLiveTo(target, command);
+  }
+
+  openLiveChannel(threadId: string): Promise<LiveRunCommandStream> {
+    return this.#live.openLiveChannel(threadId);
+  }
+
+  openLiveChannelFor(target: LiveRunTarget): Promise<LiveRunCommandStream> {
+    return this.#live.openLiveChannelFor(target);
+  }
+
+  // ---- lifecycle ----
+
+  /**
+   * Delete every Redis key of this namespace (SCAN + UNLINK) and the transport's server-side state
+   * (JetStream stream and consumer). Stops the sweeper first; refuses without a namespace. For tests and
+   * teardown: call `close()` afterwards.
+   */
+  async destroyNamespace(): Promise<void> {
+    if (this.#keys.namespace === null) {
+      throw StorageError.validation(
+        'destroyNamespace needs a namespace (refusing to delete the default one)',
+      );
+    }
+    this.#assertOpen();
+    await this.#stopSweeper();
+    if (this.#transport?.destroy) {
+      try {
+        await this.#transport.destroy();
+      } catch (err) {
+        throw toIoError('signals', err, this.#secrets);
+      }
+    }
+    let cursor = '0';
+    do {
+      const [next, batch] = await this.#io(() =>
+        this.#redis.scan(cursor, 'MATCH', this.#keys.pattern, 'COUNT', String(DESTROY_SCAN_COUNT)),
+      );
+      cursor = next;
+      if (batch.length > 0) await this.#io(() => this.#redis.unlink(...batch));
+    } while (cursor !== '0');
+  }
+
+  /** Stop the sweeper, close live and transport, then the connections this store owns. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown();
+    return this.#closing;
+  }
+
+  async #shutdown(): Promise<void> {
+    const steps: [string, () => Promise<void>][] = [
+      ['sweeper', () => this.#stopSweeper()],
+      [
+        'store',
+        async () => {
+          this.#closed = true;
+        },
+      ],
+      ['live', () => this.#live.close()],
+      ['signals', () => this.#transport?.close() ?? Promise.resolve()],
+      ...[...this.#release].reverse().map((fn, i): [string, () => Promise<void>] => [`connection ${i}`, fn]),
+    ];
+    for (const [what, step] of steps) {
+      try {
+        await step();
+      } catch (err) {
+        this.#logger.warn?.('error while closing the mailbox store', {
+          part: what,
+          error: toIoError('close', err, this.#secrets).message,
+        });
+      }
+    }
+  }
+
+  #stopSweeper(): Promise<void> {
+    if (this.#sweeper === null) return Promise.resolve();
+    this.#sweeperStopped ??= this.#sweeper.stop();
+    return this.#sweeperStopped;
+  }
+
+  // ---- plumbing ----
+
+  #assertOpen(): void {
+    if (this.#closed) throw StorageError.io('mailbox store is closed');
+  }
+
+  /** Run one Redis operation within the command timeout; any failure becomes `Io` (secrets redacted). */
+  async #io<T>(operation: () => Promise<T>): Promise<T> {
+    this.#assertOpen();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(StorageError.io(`redis: no reply within ${this.#timeoutMs} ms`)),
+        this.#timeoutMs,
+      );
+    });
+    try {
+      return await Promise.race([operation(), deadline]);
+    } catch (err) {
+      throw toIoError('redis', err, this.#secrets);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async #run(
+    name: ScriptName,
+    extraKeys: readonly string[],
+    scriptArgs: readonly string[],
+  ): Promise<unknown[]> {
+    const keys = [...this.#keys.scriptGlobals, ...extraKeys];
+    const flags = [
+      this.#signals === 'redis-streams' ? '1' : '0',
+      String(Date.now()),
+      String(this.#republishAfterMs),
+    ];
+    const reply = await this.#io(() => this.#scripts.eval(name, keys, [...flags, ...scriptArgs]));
+    return unwrapReply(name, reply);
+  }
+
+  /** JetStream: publish wake-ups for writes that made dispatches claimable. Best effort, never fails the write. */
+  async #published(refs: readonly SignalRef[]): Promise<void> {
+    if (this.#signals !== 'jetstream' || this.#transport === null || refs.length === 0) return;
+    try {
+      await this.#transport.publish(refs);
+    } catch (err) {
+      this.#logger.warn?.('dispatch signal publish failed; the sweeper will republish', {
+        error: toIoError('signals', err, this.#secrets).message,
+        dispatches: refs.map((r) => r.dispatch_id),
+      });
+    }
+  }
+
+  #int(value: unknown, what: string): number {
+    if (typeof value === 'string' && /^\d{1,16}$/.test(value)) {
+      const n = Number(value);
+      if (Number.isSafeInteger(n)) return n;
+    }
+    if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return value;
+    throw StorageError.serialization(`${what}: not a non-negative safe integer`);
+  }
+
+  /** Decode a record a script returned (its `flat()`); `expectedId` when the caller knows it. */
+  #decodeFlat(pairs: unknown, expectedId?: string): RunDispatch {
+    const fields = pairsToObject(expectedId ?? '?', pairs);
+    const did = expectedId ?? fields.dispatch_id;
+    if (did === undefined)
+      throw StorageError.serialization('script reply holds a record without dispatch_id');
+    return recordFromHash(did, fields);
+  }
+
+  /** Decode a record found through an index; a lone `dispatch_id` means the index points at nothing. */
+  #decodeIndexed(pairs: unknown, where: string): RunDispatch {
+    const fields = pairsToObject('?', pairs);
+    const did = fields.dispatch_id;
+    if (did === undefined) throw StorageError.serialization(`${where}: entry without dispatch_id`);
+    if (Object.keys(fields).length === 1) {
+      throw StorageError.serialization(`dispatch '${did}': indexed in ${where} but the record is missing`);
+    }
+    return recordFromHash(did, fields);
+  }
+}

@@ -1,0 +1,132 @@
+import { describe, expect, it } from 'vitest';
+import { BENCH_DEFAULTS, parseBenchOptions, parseDurationMs, parseKillAt } from '../../src/bench/options.js';
+import { StorageError } from '../../src/contract/errors.js';
+
+const env = {};
+
+function validationOf(fn: () => unknown): StorageError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(StorageError);
+    expect((err as StorageError).kind).toBe('Validation');
+    return err as StorageError;
+  }
+  throw new Error('expected a Validation error');
+}
+
+describe('bench options', () => {
+  it('has sensible defaults', () => {
+    const o = parseBenchOptions({}, env);
+    expect(o).toMatchObject({
+      backend: 'auto',
+      redis: 'redis://127.0.0.1:6379',
+      nats: 'nats://127.0.0.1:4222',
+      natsExplicit: false,
+      signals: null,
+      nodes: BENCH_DEFAULTS.nodes,
+      threads: BENCH_DEFAULTS.threads,
+      dispatches: BENCH_DEFAULTS.dispatches,
+      durationMs: null,
+      rate: null,
+      maxPending: null,
+      runMsSpec: BENCH_DEFAULTS.runMs,
+      killNodeAt: null,
+      json: false,
+      report: null,
+      baseline: null,
+    });
+  });
+
+  it('takes the server URLs from the environment', () => {
+    const o = parseBenchOptions({}, { REDIS_URL: 'redis://r:1', NATS_URL: 'nats://n:2' });
+    expect(o.redis).toBe('redis://r:1');
+    expect(o.nats).toBe('nats://n:2');
+    expect(parseBenchOptions({ nats: false }, env).nats).toBeNull();
+    expect(parseBenchOptions({ nats: 'nats://x:3' }, env)).toMatchObject({
+      nats: 'nats://x:3',
+      natsExplicit: true,
+    });
+  });
+
+  it('parses every option', () => {
+    const o = parseBenchOptions(
+      {
+        backend: 'redis',
+        signals: 'redis-streams',
+        nodes: '3',
+        threads: '16',
+        duration: '10s',
+        rate: '500',
+        runMs: 'uniform:1-3',
+        failRate: '0.1',
+        interruptRate: '0.05',
+        liveRate: '0.2',
+        killNodeAt: '40%',
+        leaseMs: '500',
+        json: true,
+        report: 'r.html',
+        baseline: 'bullmq',
+      },
+      env,
+    );
+    expect(o).toMatchObject({
+      backend: 'redis',
+      signals: 'redis-streams',
+      nodes: 3,
+      threads: 16,
+      dispatches: null,
+      durationMs: 10_000,
+      maxPending: 16 * 16,
+      rate: 500,
+      runMs: { kind: 'uniform', min: 1, max: 3 },
+      failRate: 0.1,
+      interruptRate: 0.05,
+      liveRate: 0.2,
+      killNodeAt: { kind: 'fraction', f: 0.4 },
+      leaseMs: 500,
+      json: true,
+      report: 'r.html',
+      baseline: 'bullmq',
+    });
+  });
+
+  it('rejects bad values naming the option', () => {
+    expect(validationOf(() => parseBenchOptions({ nodes: '0' }, env)).message).toMatch(/--nodes/);
+    expect(validationOf(() => parseBenchOptions({ nodes: '1.5' }, env)).message).toMatch(/--nodes/);
+    expect(validationOf(() => parseBenchOptions({ failRate: '2' }, env)).message).toMatch(/--fail-rate/);
+    expect(validationOf(() => parseBenchOptions({ liveRate: 'x' }, env)).message).toMatch(/--live-rate/);
+    expect(validationOf(() => parseBenchOptions({ backend: 'sqlite' }, env)).message).toMatch(/--backend/);
+    expect(validationOf(() => parseBenchOptions({ signals: 'kafka' }, env)).message).toMatch(/--signals/);
+    expect(validationOf(() => parseBenchOptions({ runMs: 'soon' }, env)).message).toMatch(/--run-ms/);
+    expect(validationOf(() => parseBenchOptions({ dispatches: '10', duration: '1s' }, env)).message).toMatch(
+      /exclusive/,
+    );
+    expect(validationOf(() => parseBenchOptions({ killNodeAt: '50%', nodes: '1' }, env)).message).toMatch(
+      /at least 2 nodes/,
+    );
+    expect(
+      validationOf(() => parseBenchOptions({ killNodeAt: '50%', backend: 'memory' }, env)).message,
+    ).toMatch(/node processes/);
+    expect(
+      validationOf(() => parseBenchOptions({ baseline: 'bullmq', backend: 'memory' }, env)).message,
+    ).toMatch(/--baseline/);
+    expect(validationOf(() => parseBenchOptions({ baseline: 'kue' }, env)).message).toMatch(/--baseline/);
+    expect(validationOf(() => parseBenchOptions({ leaseMs: '10' }, env)).message).toMatch(/--lease-ms/);
+  });
+
+  it('parses durations and kill points', () => {
+    expect(parseDurationMs('d', '500ms')).toBe(500);
+    expect(parseDurationMs('d', '2.5s')).toBe(2500);
+    expect(parseDurationMs('d', '2m')).toBe(120_000);
+    expect(parseDurationMs('d', '3')).toBe(3000);
+    expect(() => parseDurationMs('d', '0s')).toThrow(/positive/);
+    expect(() => parseDurationMs('d', 'later')).toThrow(/duration/);
+    expect(parseKillAt('150')).toEqual({ kind: 'count', n: 150 });
+    expect(parseKillAt('50%')).toEqual({ kind: 'fraction', f: 0.5 });
+    expect(parseKillAt('2s')).toEqual({ kind: 'time', ms: 2000 });
+    expect(parseKillAt('750ms')).toEqual({ kind: 'time', ms: 750 });
+    expect(() => parseKillAt('150%')).toThrow(/0\.\.100/);
+    expect(() => parseKillAt('half')).toThrow(/kill-node-at/);
+  });
+});

@@ -1,0 +1,3 @@
+import { defineMailboxSuite } from './suite.js';
+
+defineMailboxSuite('memory');
