@@ -96,6 +96,12 @@ const MAX_NAK_DELAY_MS = 365 * 24 * 3_600_000;
 const WARN_INTERVAL_MS = 10_000;
 /** Minimum gap between attempts to recreate a vanished stream or consumer. */
 const REENSURE_INTERVAL_MS = 1000;
+/** Pause before a suspected stranded consumer is checked again. */
+const STRANDED_CONFIRM_MS = 500;
+/** How often the consumer is checked against its stream besides every reconnect. */
+const CONSUMER_CHECK_INTERVAL_MS = 30_000;
+/** Attempts (a second apart) of the consumer check after a reconnect, while JetStream is still loading. */
+const RECONNECT_CHECK_ATTEMPTS = 5;
 
 const encoder = new TextEncoder();
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
@@ -182,6 +188,24 @@ export function deliveredCount(reply: string): number | null {
   return Number.isSafeInteger(n) && n >= 1 ? n : null;
 }
 
+/** The stream sequence in an ack subject (see `deliveredCount`), 0 if there is none. */
+export function ackStreamSeq(reply: string): number {
+  const tokens = reply.split('.');
+  if (tokens[0] !== '$JS' || tokens[1] !== 'ACK') return 0;
+  const at = tokens.length === 9 ? 5 : tokens.length >= 11 ? 7 : -1;
+  const n = at < 0 ? NaN : Number(tokens[at]);
+  return Number.isSafeInteger(n) && n >= 1 ? n : 0;
+}
+
+/** The stream sequence in a PubAck (`{"stream":"…","seq":N…}`), 0 if there is none. */
+export function pubAckSeq(data: Uint8Array): number {
+  const text = Buffer.from(data.buffer, data.byteOffset, data.length).toString('latin1');
+  const at = text.indexOf('"seq":');
+  if (at < 0) return 0;
+  const n = Number.parseInt(text.slice(at + 6, at + 30), 10);
+  return Number.isSafeInteger(n) && n >= 1 ? n : 0;
+}
+
 /** Create (or verify) the namespace's stream and consumer and return the transport. */
 export async function createJetStreamSignals(opts: JetStreamSignalsOptions): Promise<JetStreamSignals> {
   if (!opts || typeof opts !== 'object') throw StorageError.validation('options must be an object');
@@ -206,6 +230,7 @@ export async function createJetStreamSignals(opts: JetStreamSignalsOptions): Pro
   try {
     jsm = await jetstreamManager(nc);
     await ensureTopology(jsm, settings, logger);
+    await repairStrandedConsumer(jsm, settings, logger);
   } catch (err) {
     if (err instanceof StorageError) throw err;
     throw StorageError.io(`jetstream signals setup of ${settings.streamName} failed: ${errorText(err)}`);
@@ -316,6 +341,68 @@ async function ensureConsumer(jsm: JetStreamManager, s: Settings): Promise<Consu
   }
 }
 
+/**
+ * Why the consumer cannot see some of the stream's messages, or null. After an unclean nats-server stop
+ * (SIGKILL, power loss) the file store may come back without its last messages while the consumer's
+ * persisted state still remembers them: new signals then reuse sequence numbers the consumer counts as
+ * delivered or acked and are never delivered (seen with nats-server 2.9.10). Read the consumer before the
+ * stream: its sequences can only have been in the stream already.
+ */
+export function strandedConsumerReason(consumer: ConsumerInfo, stream: StreamInfo): string | null {
+  const st = stream.state;
+  const delivered = consumer.delivered?.stream_seq ?? 0;
+  const ackFloor = consumer.ack_floor?.stream_seq ?? 0;
+  if (st.last_seq < delivered) {
+    return `stream last sequence ${st.last_seq} is behind the consumer's delivered sequence ${delivered}`;
+  }
+  // In a work queue every acked message is deleted, so none may remain at or below the ack floor.
+  if (st.messages > 0 && st.first_seq <= ackFloor) {
+    return `message ${st.first_seq} is still in the stream at or below the consumer's ack floor ${ackFloor}`;
+  }
+  return null;
+}
+
+/**
+ * Detect a consumer that lags behind its stream's real content (see `strandedConsumerReason`) and
+ * recreate it, so every message left in the stream is delivered again (duplicates are harmless: signals
+ * are filtered against the store). A suspicion is confirmed after a pause, so an ack whose deletion is
+ * still in flight is not mistaken for a stranded message. Returns whether the consumer was recreated.
+ */
+async function repairStrandedConsumer(
+  jsm: JetStreamManager,
+  s: Settings,
+  logger: Logger,
+  knownReason?: string,
+): Promise<boolean> {
+  let reason = knownReason ?? null;
+  if (reason === null) {
+    const first = await jsm.consumers.info(s.streamName, SIGNAL_CONSUMER_NAME);
+    if (strandedConsumerReason(first, await jsm.streams.info(s.streamName)) === null) return false;
+    await new Promise((r) => setTimeout(r, STRANDED_CONFIRM_MS).unref());
+    const again = await jsm.consumers.info(s.streamName, SIGNAL_CONSUMER_NAME);
+    const stream = await jsm.streams.info(s.streamName);
+    // Keep the first ack floor: anything at or below it was acked a pause ago and must be gone by now.
+    const floor = Math.min(first.ack_floor.stream_seq, again.ack_floor.stream_seq);
+    reason = strandedConsumerReason(
+      { ...again, ack_floor: { ...again.ack_floor, stream_seq: floor } },
+      stream,
+    );
+    if (reason === null) return false;
+  }
+  logger.warn?.('jetstream signals: consumer lags its stream (server lost state); recreating it', {
+    stream: s.streamName,
+    reason,
+  });
+  try {
+    await jsm.consumers.delete(s.streamName, SIGNAL_CONSUMER_NAME);
+  } catch (err) {
+    // Another node may have deleted it first.
+    if (!isApiError(err, 10014)) throw err;
+  }
+  await ensureConsumer(jsm, s);
+  return true;
+}
+
 function verifyStream(info: StreamInfo, s: Settings): void {
   const c = info.config;
   const subject = `${s.subjectPrefix}.>`;
@@ -379,6 +466,19 @@ class JetStreamSignalTransport implements SignalTransport {
   #retryTimer: ReturnType<typeof setTimeout> | null = null;
   #lastEnsureAt = 0;
   #ensuring: Promise<void> | null = null;
+  /** The consumer-vs-stream check in flight, if any (one at a time). */
+  #checking: Promise<void> | null = null;
+  /** A check requested while another was in flight: its retry budget (0 = none) and known cause. */
+  #checkQueued: { attempts: number; reason?: string } = { attempts: 0 };
+  /** Highest stream sequence seen in a PubAck or a delivery. */
+  #highestSeq = 0;
+  /**
+   * `#highestSeq` at the last reconnect, until a PubAck proves the stream kept its sequence (or lost it):
+   * a restarted server that hands out a sequence at or below it lost the stream's tail.
+   */
+  #seqAtReconnect = 0;
+  #checkTimer: ReturnType<typeof setInterval>;
+  #recheckTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
     nc: NatsConnection,
@@ -403,6 +503,8 @@ class JetStreamSignalTransport implements SignalTransport {
     // A disconnect drops the server's waiting pull requests: end ours now instead of at expires + grace.
     this.#statusIter = nc.status();
     void this.#watchStatus();
+    this.#checkTimer = setInterval(() => this.#checkConsumer(1), CONSUMER_CHECK_INTERVAL_MS);
+    this.#checkTimer.unref?.();
   }
 
   async publish(signals: readonly SignalRef[]): Promise<void> {
@@ -458,6 +560,9 @@ class JetStreamSignalTransport implements SignalTransport {
     this.#retryTimer = null;
     if (this.#ackCheckTimer !== null) clearInterval(this.#ackCheckTimer);
     this.#ackCheckTimer = null;
+    clearInterval(this.#checkTimer);
+    if (this.#recheckTimer !== null) clearTimeout(this.#recheckTimer);
+    this.#recheckTimer = null;
     this.#retryQueue.length = 0;
     for (const pull of [...this.#pulls.values()]) pull.finish();
     const iter = this.#statusIter as { stop?: () => void };
@@ -587,6 +692,8 @@ class JetStreamSignalTransport implements SignalTransport {
         });
         continue;
       }
+      const streamSeq = ackStreamSeq(reply);
+      if (streamSeq > this.#highestSeq) this.#highestSeq = streamSeq;
       const receipt = new JetStreamReceipt(this.#nc, reply, delivered);
       const decoded = this.#decode(msg);
       if (decoded === null) {
@@ -639,6 +746,7 @@ class JetStreamSignalTransport implements SignalTransport {
     const failure = this.#pubAckFailure(err, msg);
     if (failure === null) {
       if (ref) this.#retryCounts.delete(ref.dispatch_id);
+      this.#sawStreamSeq(pubAckSeq(msg.data));
       return;
     }
     this.#publishFailed(failure);
@@ -752,11 +860,73 @@ class JetStreamSignalTransport implements SignalTransport {
         if (type === 'disconnect' || type === 'reconnect') {
           for (const pull of [...this.#pulls.values()]) pull.finish();
         }
-        if (type === 'reconnect') this.#replayUnacked();
+        if (type === 'reconnect') {
+          this.#seqAtReconnect = this.#highestSeq;
+          this.#replayUnacked();
+          // A restarted server may have lost the stream's tail but not the consumer's state.
+          this.#checkConsumer(RECONNECT_CHECK_ATTEMPTS);
+        }
       }
     } catch {
       /* iterator ended with the connection */
     }
+  }
+
+  /**
+   * Track the stream's sequence. The first PubAck after a reconnect tells whether the server kept the
+   * stream's tail: a sequence at or below one already seen means it lost messages (unclean stop), and the
+   * consumer's persisted state may then count the new messages reusing those sequences as delivered or
+   * acked, so they would wait for ack_wait or forever. Recreate the consumer at once in that case.
+   */
+  #sawStreamSeq(seq: number): void {
+    if (seq <= 0) return;
+    if (this.#seqAtReconnect > 0) {
+      const before = this.#seqAtReconnect;
+      this.#seqAtReconnect = 0;
+      if (seq <= before) {
+        this.#checkConsumer(
+          RECONNECT_CHECK_ATTEMPTS,
+          `after a reconnect the stream stored a message at sequence ${seq}, at or below ${before} seen before`,
+        );
+      }
+    }
+    if (seq > this.#highestSeq) this.#highestSeq = seq;
+  }
+
+  /**
+   * Check the consumer against its stream and recreate it if it cannot see some messages
+   * (`repairStrandedConsumer`). Failures (JetStream still loading after a restart) are retried a second
+   * apart up to `attempts` times; the periodic check covers the rest.
+   */
+  #checkConsumer(attempts: number, knownReason?: string): void {
+    if (this.#closed) return;
+    if (this.#checking !== null) {
+      // Requested during a check: run another one after it, with the larger budget and any known cause.
+      const q = this.#checkQueued;
+      this.#checkQueued = { attempts: Math.max(q.attempts, attempts), reason: knownReason ?? q.reason };
+      return;
+    }
+    this.#checking = repairStrandedConsumer(this.#jsm, this.#settings, this.#logger, knownReason)
+      .then(() => undefined)
+      .catch((err: unknown) => {
+        if (attempts > 1 && !this.#closed) {
+          this.#recheckTimer = setTimeout(() => {
+            this.#recheckTimer = null;
+            this.#checkConsumer(attempts - 1, knownReason);
+          }, REENSURE_INTERVAL_MS);
+          this.#recheckTimer.unref?.();
+        } else {
+          this.#warn('consumer-check', 'jetstream signals: checking the consumer failed', {
+            error: errorText(err),
+          });
+        }
+      })
+      .finally(() => {
+        this.#checking = null;
+        const queued = this.#checkQueued;
+        this.#checkQueued = { attempts: 0 };
+        if (queued.attempts > 0) this.#checkConsumer(queued.attempts, queued.reason);
+      });
   }
 
   /**

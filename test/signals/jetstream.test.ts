@@ -1,16 +1,23 @@
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { AckPolicy, RetentionPolicy, StorageType, jetstreamManager } from '@nats-io/jetstream';
 import { StorageError } from '../../src/contract/errors.js';
 import {
+  ackStreamSeq,
   createJetStreamSignals,
   deliveredCount,
+  pubAckSeq,
+  strandedConsumerReason,
   signalStreamName,
   signalSubject,
   signalSubjectPrefix,
 } from '../../src/signals/jetstream.js';
 import type { JetStreamSignals } from '../../src/signals/jetstream.js';
+import type { ConsumerInfo, StreamInfo } from '@nats-io/jetstream';
+import type { Logger } from '../../src/util/logger.js';
 import { natsUrl, spawnNats, testNamespace } from '../support/servers.js';
 import type { SpawnedServer } from '../support/servers.js';
 import { describeTransportSuite, pullUntil } from './transport-suite.js';
@@ -93,6 +100,35 @@ describe('jetstream signals: naming and topology', () => {
     expect(deliveredCount('$JS.ACK.dom.acchash.S.C.2.10.9.1700000000000000000.0.rnd')).toBe(2);
     expect(deliveredCount('$JS.ACK.S.C')).toBeNull();
     expect(deliveredCount('_INBOX.x')).toBeNull();
+  });
+
+  it('parses the stream sequence from ack subjects and PubAcks', () => {
+    expect(ackStreamSeq('$JS.ACK.S.C.3.10.9.1700000000000000000.0')).toBe(10);
+    expect(ackStreamSeq('$JS.ACK.dom.acchash.S.C.2.11.9.1700000000000000000.0.rnd')).toBe(11);
+    expect(ackStreamSeq('$JS.ACK.S.C')).toBe(0);
+    const enc = (text: string): Uint8Array => new TextEncoder().encode(text);
+    expect(pubAckSeq(enc('{"stream":"AWAKEN_DISPATCH_x", "seq":42}'))).toBe(42);
+    expect(pubAckSeq(enc('{"stream":"S","domain":"d","seq":7,"duplicate":true}'))).toBe(7);
+    expect(pubAckSeq(enc('{"error":{"code":503}}'))).toBe(0);
+  });
+
+  it('tells when the consumer cannot see messages of its stream (state lost in an unclean stop)', () => {
+    const consumer = (delivered: number, ackFloor: number): ConsumerInfo =>
+      ({
+        delivered: { consumer_seq: delivered, stream_seq: delivered },
+        ack_floor: { consumer_seq: ackFloor, stream_seq: ackFloor },
+      }) as ConsumerInfo;
+    const stream = (messages: number, first: number, last: number): StreamInfo =>
+      ({ state: { messages, first_seq: first, last_seq: last } }) as StreamInfo;
+    // Healthy: acked messages are gone, the rest lies above the ack floor.
+    expect(strandedConsumerReason(consumer(0, 0), stream(0, 0, 0))).toBeNull();
+    expect(strandedConsumerReason(consumer(5, 3), stream(2, 4, 5))).toBeNull();
+    expect(strandedConsumerReason(consumer(5, 5), stream(3, 6, 8))).toBeNull();
+    // The stream lost its tail: it is behind what the consumer already delivered.
+    expect(strandedConsumerReason(consumer(5, 5), stream(0, 0, 3))).toMatch(/behind/);
+    // A message at or below the ack floor: never delivered again.
+    expect(strandedConsumerReason(consumer(5, 5), stream(1, 5, 5))).toMatch(/ack floor/);
+    expect(strandedConsumerReason(consumer(2, 1), stream(3, 1, 3))).toMatch(/ack floor/);
   });
 
   it('creates a work-queue stream and a durable explicit-ack pull consumer with the documented settings', async () => {
@@ -274,10 +310,15 @@ describe('jetstream signals: nats-server restart (own server, file storage)', ()
     await server?.stop();
   });
 
-  it('published and unacked signals are still delivered after a restart', async () => {
+  /**
+   * Publish two signals, pull one without acking it, publish a third, restart the server, and collect what
+   * arrives afterwards (first delivered count per dispatch id).
+   */
+  async function acrossRestart(signal: 'SIGKILL' | 'SIGTERM', logger?: Logger): Promise<Map<string, number>> {
     const s = server as SpawnedServer;
     const ns = testNamespace('sig-restart');
-    const t = await openOwned(s.url, ns, { ackWaitMs: 1500 });
+    const nc = await connect({ servers: s.url, reconnectTimeWait: 100, maxReconnectAttempts: -1 });
+    const t = await createJetStreamSignals({ nc, namespace: ns, ackWaitMs: 1500, logger });
     try {
       await t.publish([
         { thread_id: 't-a', dispatch_id: 'never-pulled' },
@@ -290,13 +331,13 @@ describe('jetstream signals: nats-server restart (own server, file storage)', ()
         () => undefined,
       );
       expect(held).not.toBeNull();
-      // `never-pulled` may have been acked by pullUntil as "other"; publish it again after the pull.
+      // `never-pulled` may have been acked by pullUntil as "other"; publish another after the pull.
       await t.publish([{ thread_id: 't-a', dispatch_id: 'never-pulled-2' }]);
       await new Promise((r) => setTimeout(r, 200));
-      await s.restart();
+      await s.restart({ signal });
       const got = new Map<string, number>();
       const deadline = Date.now() + 15_000;
-      while (got.size < 2 && Date.now() < deadline) {
+      while (!(got.has('never-pulled-2') && got.has('pulled-unacked')) && Date.now() < deadline) {
         const batch = await t.pull(10, 500).catch(async () => {
           await new Promise((r) => setTimeout(r, 200));
           return [];
@@ -306,10 +347,93 @@ describe('jetstream signals: nats-server restart (own server, file storage)', ()
           await x.receipt.ack();
         }
       }
-      expect(got.get('never-pulled-2')).toBe(1);
-      expect(got.get('pulled-unacked')).toBe(2);
+      return got;
     } finally {
       await t.destroy().catch(() => undefined);
+      await nc.close().catch(() => undefined);
     }
-  });
+  }
+
+  // Delivery counts are not asserted: nats-server 2.9.10 does not always persist the consumer's delivered
+  // state before exiting, even on SIGTERM (seen once in ~15 runs under load: `pulled-unacked` came back as
+  // a first delivery), and after a crash the transport may recreate a consumer that lags its stream.
+  for (const [how, signal] of [
+    ['a clean restart (SIGTERM)', 'SIGTERM'],
+    ['a crash and restart (SIGKILL)', 'SIGKILL'],
+  ] as const) {
+    it(`published and unacked signals are still delivered after ${how}`, async () => {
+      const warnings: string[] = [];
+      const got = await acrossRestart(signal, {
+        warn: (msg, fields) => warnings.push(`${msg} ${JSON.stringify(fields)}`),
+      });
+      expect(got.get('never-pulled-2'), warnings.join('; ')).toBeGreaterThanOrEqual(1);
+      expect(got.get('pulled-unacked'), warnings.join('; ')).toBeGreaterThanOrEqual(1);
+    });
+  }
+
+  /**
+   * What an unclean stop can leave behind, made deterministic: the stream's message blocks are gone while
+   * the consumer's state remembers deliveries and acks. New signals then reuse sequences the consumer has
+   * already acked and, without a repair, never reach a puller (only the sweeper's republish after 30 s).
+   */
+  async function loseStreamTail(s: SpawnedServer, ns: string): Promise<void> {
+    await s.stop({ keepDir: true });
+    const msgs = join(s.dir, 'js', 'jetstream', '$G', 'streams', signalStreamName(ns), 'msgs');
+    expect(existsSync(msgs), msgs).toBe(true);
+    rmSync(msgs, { recursive: true, force: true });
+    await s.restart();
+  }
+
+  async function pullIds(t: JetStreamSignals, want: number, withinMs: number): Promise<string[]> {
+    const seen = new Set<string>();
+    const deadline = Date.now() + withinMs;
+    while (seen.size < want && Date.now() < deadline) {
+      const batch = await t.pull(10, 300).catch(async () => {
+        await new Promise((r) => setTimeout(r, 100));
+        return [];
+      });
+      for (const x of batch) {
+        seen.add(x.dispatch_id);
+        await x.receipt.ack();
+      }
+    }
+    return [...seen].sort();
+  }
+
+  for (const when of ['after a reconnect', 'at connect'] as const) {
+    it(`a consumer left ahead of a stream that lost its tail is recreated ${when}; new signals arrive`, async () => {
+      const s = server as SpawnedServer;
+      const ns = testNamespace('sig-tail');
+      const warnings: string[] = [];
+      const logger: Logger = { warn: (msg, fields) => warnings.push(`${msg} ${JSON.stringify(fields)}`) };
+      const open = async (): Promise<{ nc: NatsConnection; t: JetStreamSignals }> => {
+        const nc = await connect({ servers: s.url, reconnectTimeWait: 100, maxReconnectAttempts: -1 });
+        return { nc, t: await createJetStreamSignals({ nc, namespace: ns, logger }) };
+      };
+      let { nc, t } = await open();
+      try {
+        await t.publish([
+          { thread_id: 't', dispatch_id: 'old-1' },
+          { thread_id: 't', dispatch_id: 'old-2' },
+        ]);
+        expect(await pullIds(t, 2, 5000)).toEqual(['old-1', 'old-2']);
+        if (when === 'at connect') {
+          await t.close();
+          await nc.close();
+        }
+        await loseStreamTail(s, ns);
+        if (when === 'at connect') ({ nc, t } = await open());
+        // Sequences 1 and 2 again: already acked as far as the old consumer state goes.
+        await t.publish([
+          { thread_id: 't', dispatch_id: 'new-1' },
+          { thread_id: 't', dispatch_id: 'new-2' },
+        ]);
+        expect(await pullIds(t, 2, 10_000), warnings.join('; ')).toEqual(['new-1', 'new-2']);
+        expect(warnings.join('; ')).toMatch(/consumer lags its stream/);
+      } finally {
+        await t.destroy().catch(() => undefined);
+        await nc.close().catch(() => undefined);
+      }
+    });
+  }
 });

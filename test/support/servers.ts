@@ -25,8 +25,11 @@ export interface SpawnedServer {
   stop(opts?: { keepDir?: boolean }): Promise<void>;
   /** Send a signal (SIGKILL, SIGSTOP, SIGCONT) by PID. */
   signal(sig: NodeJS.Signals): void;
-  /** Start the server again on the same port and dir (after a stop or SIGKILL). */
-  restart(): Promise<void>;
+  /**
+   * Start the server again on the same port and dir. A running server is stopped first with `signal`:
+   * SIGKILL (default, a crash: unflushed state is lost) or SIGTERM (a clean shutdown).
+   */
+  restart(opts?: { signal?: 'SIGKILL' | 'SIGTERM' }): Promise<void>;
   readonly process: ChildProcess;
 }
 
@@ -129,9 +132,9 @@ async function spawnServer(spec: SpawnSpec, name: string): Promise<SpawnedServer
     signal(sig) {
       if (child.pid) process.kill(child.pid, sig);
     },
-    async restart() {
+    async restart(opts) {
       if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGKILL');
+        child.kill(opts?.signal ?? 'SIGKILL');
         await waitExit(child, 5000);
       }
       await start();
