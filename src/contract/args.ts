@@ -69,6 +69,21 @@ export function deadline(now: number, delta: number, name: string): number {
   return sum;
 }
 
+/**
+ * The lease arguments every claim takes, validated in the contract's order: `consumer_id`, `lease_ms`,
+ * `now`, then the lease deadline `now + lease_ms`. `idOf` lets a store apply a stricter id check.
+ */
+export function claimLease(
+  consumerId: unknown,
+  leaseMs: unknown,
+  now: unknown,
+  idOf: (name: string, value: unknown) => string = id,
+): { consumer: string; leaseUntil: number } {
+  const consumer = idOf('consumer_id', consumerId);
+  const lease = u64('lease_ms', leaseMs);
+  return { consumer, leaseUntil: deadline(u64('now', now), lease, 'lease_ms') };
+}
+
 function parse<S extends z.ZodType>(schema: S, value: unknown, root: string): z.output<S> {
   const parsed = schema.safeParse(value);
   if (!parsed.success) fail(describeZodError(parsed.error, root));

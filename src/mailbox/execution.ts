@@ -17,7 +17,8 @@ import type { Logger } from '../util/logger.js';
 import type { ActiveRun } from './active-run.js';
 import { retryDelayMs } from './backoff.js';
 import { errorMessage, isPermanentError } from './errors.js';
-import * as records from './records.js';
+import * as tx from '../contract/transitions.js';
+import { targetOf } from './records.js';
 import type { Executor, ExecutorContext, ExecutorOutcome, MailboxConfig, MailboxEvents } from './types.js';
 
 export type EmitFn = <K extends keyof MailboxEvents>(event: K, ...args: MailboxEvents[K]) => void;
@@ -114,7 +115,7 @@ async function begin(deps: ExecutionDeps, run: ActiveRun): Promise<PreStarted | 
   const startedAt = Date.now();
   const [start, live] = await Promise.allSettled([
     store.recordDispatchStart(d.dispatch_id, token, instanceId, startedAt),
-    store.openLiveChannelFor(records.targetOf(d)),
+    store.openLiveChannelFor(targetOf(d)),
   ]);
   if (live.status === 'fulfilled') run.attachLiveStream(live.value);
   else warnNoLive(deps, run, live.reason);
@@ -142,7 +143,7 @@ async function begin(deps: ExecutionDeps, run: ActiveRun): Promise<PreStarted | 
 
 async function openLive(deps: ExecutionDeps, run: ActiveRun): Promise<void> {
   try {
-    run.attachLiveStream(await deps.store.openLiveChannelFor(records.targetOf(run.dispatch)));
+    run.attachLiveStream(await deps.store.openLiveChannelFor(targetOf(run.dispatch)));
   } catch (err) {
     warnNoLive(deps, run, err);
   }
@@ -313,7 +314,7 @@ async function settleSequential(
     await reconcile(deps, run);
     return;
   }
-  const withResult = recorded === 'ok' ? records.withResult(started, result, recordedAt) : started;
+  const withResult = recorded === 'ok' ? tx.runResultRecorded(started, result, recordedAt) : started;
   switch (settlement.kind) {
     case 'completed':
       await ack(deps, run, withResult, result, recorded === 'ok');
@@ -351,7 +352,7 @@ async function completeFused(
   const now = Date.now();
   try {
     await store.completeAndAck(run.dispatch.dispatch_id, run.claimToken, result, now);
-    deps.emit('completed', records.acked(records.withResult(started, result, now), now));
+    deps.emit('completed', tx.acked(tx.runResultRecorded(started, result, now), now));
     return;
   } catch (err) {
     deps.logger.warn?.('recording the run result and ack failed', { ...run.label, error: errorMessage(err) });
@@ -399,7 +400,7 @@ async function ack(
   const now = Date.now();
   try {
     await store.ack(run.dispatch.dispatch_id, run.claimToken, now);
-    deps.emit('completed', records.acked(withResult, now));
+    deps.emit('completed', tx.acked(withResult, now));
     return;
   } catch (err) {
     logger.warn?.('ack failed; checking the dispatch', { ...run.label, error: errorMessage(err) });
@@ -421,7 +422,7 @@ async function ack(
     const again = Date.now();
     try {
       await store.ack(run.dispatch.dispatch_id, run.claimToken, again);
-      deps.emit('completed', records.acked(loaded, again));
+      deps.emit('completed', tx.acked(loaded, again));
     } catch (err) {
       logger.error?.('ack retry failed', { ...run.label, error: errorMessage(err) });
       await reconcile(deps, run);
@@ -446,7 +447,7 @@ async function nack(
     await reconcile(deps, run);
     return;
   }
-  const after = records.nacked(base, retryAt, error, now);
+  const after = tx.nacked(base, retryAt, error, now);
   if (after.status === 'Queued') {
     deps.emit('retried', after, error, retryAt);
     deps.scheduleWake(after.thread_id, retryAt);
@@ -464,7 +465,7 @@ async function deadLetter(
   const now = Date.now();
   try {
     await deps.store.deadLetter(run.dispatch.dispatch_id, run.claimToken, error, now);
-    deps.emit('deadLettered', records.deadLettered(base, error, now), error);
+    deps.emit('deadLettered', tx.deadLettered(base, error, now), error);
   } catch (err) {
     deps.logger.warn?.('dead-letter failed', { ...run.label, error: errorMessage(err) });
     await reconcile(deps, run);

@@ -43,8 +43,8 @@ import { RepublishSchedule } from './republish.js';
 import { MemorySignalQueue } from './signals.js';
 import type { SortedList } from './sorted-list.js';
 import { DispatchTable, type ThreadState } from './table.js';
-import * as tx from './transitions.js';
-import { REASON } from './transitions.js';
+import * as tx from '../contract/transitions.js';
+import { REASON } from '../contract/transitions.js';
 
 export interface MemoryStoreStats {
   records: number;
@@ -121,11 +121,8 @@ export class MemoryMailboxStore implements MailboxStore, FusedMailboxStore {
     limit: number,
   ): Promise<RunDispatch[]> {
     const threadKey = args.id('thread_id', threadId);
-    const consumer = args.id('consumer_id', consumerId);
-    args.u64('lease_ms', leaseMs);
-    args.u64('now', now);
+    const { consumer, leaseUntil } = args.claimLease(consumerId, leaseMs, now);
     const max = args.bounded('limit', limit, args.MAX_BATCH);
-    const leaseUntil = args.deadline(now, leaseMs, 'lease_ms');
     this.#assertOpen();
     return this.#claimNow(threadKey, consumer, leaseUntil, now, max).map(copyRecord);
   }
@@ -139,10 +136,7 @@ export class MemoryMailboxStore implements MailboxStore, FusedMailboxStore {
     dispatchInstanceId: string,
   ): Promise<RunDispatch | null> {
     const threadKey = args.id('thread_id', threadId);
-    const consumer = args.id('consumer_id', consumerId);
-    args.u64('lease_ms', leaseMs);
-    args.u64('now', now);
-    const leaseUntil = args.deadline(now, leaseMs, 'lease_ms');
+    const { consumer, leaseUntil } = args.claimLease(consumerId, leaseMs, now);
     const instance = args.id('dispatch_instance_id', dispatchInstanceId);
     this.#assertOpen();
     const [claimed] = this.#claimNow(threadKey, consumer, leaseUntil, now, 1);
@@ -158,10 +152,7 @@ export class MemoryMailboxStore implements MailboxStore, FusedMailboxStore {
     dispatchInstanceId: string,
   ): Promise<RunDispatch | null> {
     const id = args.id('dispatch_id', dispatchId);
-    const consumer = args.id('consumer_id', consumerId);
-    args.u64('lease_ms', leaseMs);
-    args.u64('now', now);
-    const leaseUntil = args.deadline(now, leaseMs, 'lease_ms');
+    const { consumer, leaseUntil } = args.claimLease(consumerId, leaseMs, now);
     const instance = args.id('dispatch_instance_id', dispatchInstanceId);
     this.#assertOpen();
     const claimed = this.#claimByIdNow(id, consumer, leaseUntil, now);
@@ -222,10 +213,7 @@ export class MemoryMailboxStore implements MailboxStore, FusedMailboxStore {
     now: number,
   ): Promise<RunDispatch | null> {
     const id = args.id('dispatch_id', dispatchId);
-    const consumer = args.id('consumer_id', consumerId);
-    args.u64('lease_ms', leaseMs);
-    args.u64('now', now);
-    const leaseUntil = args.deadline(now, leaseMs, 'lease_ms');
+    const { consumer, leaseUntil } = args.claimLease(consumerId, leaseMs, now);
     this.#assertOpen();
     const claimed = this.#claimByIdNow(id, consumer, leaseUntil, now);
     return claimed === null ? null : copyRecord(claimed);

@@ -159,11 +159,8 @@ export class RedisMailboxStore implements MailboxStore, FusedMailboxStore {
     limit: number,
   ): Promise<RunDispatch[]> {
     const thread = id('thread_id', threadId);
-    const consumer = id('consumer_id', consumerId);
-    args.u64('lease_ms', leaseMs);
-    args.u64('now', now);
+    const { consumer, leaseUntil } = args.claimLease(consumerId, leaseMs, now, id);
     const max = args.bounded('limit', limit, args.MAX_BATCH);
-    const leaseUntil = args.deadline(now, leaseMs, 'lease_ms');
     const payload = await this.#run('claim', this.#claimKeys(thread), [
       thread,
       consumer,
@@ -184,10 +181,7 @@ export class RedisMailboxStore implements MailboxStore, FusedMailboxStore {
     dispatchInstanceId: string,
   ): Promise<RunDispatch | null> {
     const thread = id('thread_id', threadId);
-    const consumer = id('consumer_id', consumerId);
-    args.u64('lease_ms', leaseMs);
-    args.u64('now', now);
-    const leaseUntil = args.deadline(now, leaseMs, 'lease_ms');
+    const { consumer, leaseUntil } = args.claimLease(consumerId, leaseMs, now, id);
     const instance = id('dispatch_instance_id', dispatchInstanceId);
     const payload = await this.#run('claim_and_start', this.#claimKeys(thread), [
       thread,
@@ -209,10 +203,7 @@ export class RedisMailboxStore implements MailboxStore, FusedMailboxStore {
     dispatchInstanceId: string,
   ): Promise<RunDispatch | null> {
     const did = id('dispatch_id', dispatchId);
-    const consumer = id('consumer_id', consumerId);
-    args.u64('lease_ms', leaseMs);
-    args.u64('now', now);
-    const leaseUntil = args.deadline(now, leaseMs, 'lease_ms');
+    const { consumer, leaseUntil } = args.claimLease(consumerId, leaseMs, now, id);
     const instance = id('dispatch_instance_id', dispatchInstanceId);
     const payload = await this.#run(
       'claim_dispatch_and_start',
@@ -241,10 +232,7 @@ export class RedisMailboxStore implements MailboxStore, FusedMailboxStore {
     now: number,
   ): Promise<RunDispatch | null> {
     const did = id('dispatch_id', dispatchId);
-    const consumer = id('consumer_id', consumerId);
-    args.u64('lease_ms', leaseMs);
-    args.u64('now', now);
-    const leaseUntil = args.deadline(now, leaseMs, 'lease_ms');
+    const { consumer, leaseUntil } = args.claimLease(consumerId, leaseMs, now, id);
     const payload = await this.#run(
       'claim_dispatch',
       [this.#keys.record(did)],
