@@ -128,17 +128,7 @@ async function begin(deps: ExecutionDeps, run: ActiveRun): Promise<PreStarted | 
     return null;
   }
 
-  const started: RunDispatch = {
-    ...d,
-    dispatch_instance_id: instanceId,
-    run_status: 'running',
-    termination: null,
-    run_response: null,
-    run_error: null,
-    completed_at: null,
-    updated_at: startedAt,
-  };
-  return { started, instanceId };
+  return { started: tx.dispatchStarted(d, instanceId, startedAt), instanceId };
 }
 
 async function openLive(deps: ExecutionDeps, run: ActiveRun): Promise<void> {
