@@ -84,6 +84,25 @@ export function claimLease(
   return { consumer, leaseUntil: deadline(u64('now', now), lease, 'lease_ms') };
 }
 
+/**
+ * The `next` argument of `completeAndClaimNext`, validated as `claimAndStart` validates its arguments
+ * (`next.` prefixes the field names).
+ */
+export function nextClaim(
+  next: unknown,
+  now: number,
+  idOf: (name: string, value: unknown) => string = id,
+): { threadId: string; consumer: string; leaseUntil: number; instance: string } {
+  if (typeof next !== 'object' || next === null) fail('next must be an object');
+  const n = next as Record<string, unknown>;
+  const threadId = idOf('next.thread_id', n.threadId);
+  const consumer = idOf('next.consumer_id', n.consumerId);
+  const lease = u64('next.lease_ms', n.leaseMs);
+  const leaseUntil = deadline(now, lease, 'next.lease_ms');
+  const instance = idOf('next.dispatch_instance_id', n.dispatchInstanceId);
+  return { threadId, consumer, leaseUntil, instance };
+}
+
 function parse<S extends z.ZodType>(schema: S, value: unknown, root: string): z.output<S> {
   const parsed = schema.safeParse(value);
   if (!parsed.success) fail(describeZodError(parsed.error, root));

@@ -8,8 +8,27 @@
  * Every argument of both steps is validated first (`args.*`, `Validation` naming the field), so a bad
  * argument of the second step fails before the first one writes anything.
  */
+import type { StorageError } from './errors.js';
 import type { MailboxStore } from './store.js';
 import type { RunDispatch, RunDispatchResult } from './types.js';
+
+/** The claim that `completeAndClaimNext` makes after the completion: `claimAndStart`'s arguments. */
+export interface NextClaim {
+  threadId: string;
+  consumerId: string;
+  leaseMs: number;
+  dispatchInstanceId: string;
+}
+
+/**
+ * What `completeAndClaimNext` did after the completion committed: `next` is the started record of the
+ * next claim (null when nothing was claimed); `claimError` is set when that claim failed (the completion
+ * still committed).
+ */
+export interface CompletedWithNext {
+  next: RunDispatch | null;
+  claimError?: StorageError;
+}
 
 /**
  * Brand of a store with fused operations. A brand (not just method presence) so wrappers that answer
@@ -54,6 +73,20 @@ export interface FusedMailboxStore extends MailboxStore {
     result: RunDispatchResult,
     now: number,
   ): Promise<void>;
+
+  /**
+   * `completeAndAck(dispatchId, claimToken, result, now)` then `claimAndStart(next.threadId,
+   * next.consumerId, next.leaseMs, now, next.dispatchInstanceId)`, atomically: a thread's run finishes and
+   * its next dispatch starts in one step. A failing completion throws its error (with its side effects) and
+   * claims nothing; a failing claim after a committed completion is returned as `claimError`.
+   */
+  completeAndClaimNext(
+    dispatchId: string,
+    claimToken: string,
+    result: RunDispatchResult,
+    now: number,
+    next: NextClaim,
+  ): Promise<CompletedWithNext>;
 }
 
 /** True when `store` carries the `FUSED_STORE` brand and the fused methods. */
@@ -63,6 +96,7 @@ export function isFusedStore(store: MailboxStore): store is FusedMailboxStore {
     s[FUSED_STORE] === true &&
     typeof s.claimAndStart === 'function' &&
     typeof s.claimDispatchAndStart === 'function' &&
-    typeof s.completeAndAck === 'function'
+    typeof s.completeAndAck === 'function' &&
+    typeof s.completeAndClaimNext === 'function'
   );
 }

@@ -10,7 +10,7 @@
  */
 import { v7 as uuidv7 } from 'uuid';
 import { isStorageError } from '../contract/errors.js';
-import { isFusedStore, type FusedMailboxStore } from '../contract/fused.js';
+import { isFusedStore, type FusedMailboxStore, type NextClaim } from '../contract/fused.js';
 import type { MailboxStore } from '../contract/store.js';
 import type { RunDispatch, RunDispatchResult, RunStatus, TerminationReason } from '../contract/types.js';
 import type { Logger } from '../util/logger.js';
@@ -33,6 +33,18 @@ export interface ExecutionDeps {
   emit: EmitFn;
   /** Try the thread again at `at` (a nacked dispatch's retry time). */
   scheduleWake(threadId: string, at: number): void;
+  /**
+   * On a fused store, the claim to chain onto a completed run's ack (`completeAndClaimNext`): the thread's
+   * next dispatch starts in the same round trip. Null = do not chain (stopping).
+   */
+  nextClaim(threadId: string): NextClaim | null;
+}
+
+/** A claim whose start the store recorded in the same step (claim + start, or completion + claim + start). */
+export interface StartedClaim {
+  /** The record as the claim alone left it (see `claimedBeforeStart`). */
+  dispatch: RunDispatch;
+  preStarted: PreStarted;
 }
 
 /** What the Mailbox does with the claim once the executor is done. */
@@ -83,24 +95,33 @@ export function claimedBeforeStart(started: RunDispatch): RunDispatch {
   };
 }
 
+/**
+ * Run a claimed dispatch to its settlement. Resolves with the thread's next dispatch when the completion
+ * also claimed and started it (`completeAndClaimNext`); the caller launches it.
+ */
 export async function executeClaimed(
   deps: ExecutionDeps,
   run: ActiveRun,
   preStarted: PreStarted | null = null,
-): Promise<void> {
+): Promise<StartedClaim | null> {
   const begun = preStarted ?? (await begin(deps, run));
-  if (begun === null) return;
+  if (begun === null) return null;
   if (preStarted !== null) await openLive(deps, run);
   const { started, instanceId } = begun;
   deps.emit('started', started, instanceId);
 
   run.phase = 'executing';
   const settlement = await runExecutor(deps, run, started, instanceId);
-  if (run.detached) return;
+  if (run.detached) return null;
   run.phase = 'settling';
   run.stopRenewing();
   await run.endCommands();
-  await settle(deps, run, started, instanceId, settlement);
+  return settle(deps, run, started, instanceId, settlement);
+}
+
+/** The started claim a fused claim (+ start) answered, or null when it claimed nothing. */
+export function startedClaim(started: RunDispatch | null, instanceId: string): StartedClaim | null {
+  return started && { dispatch: claimedBeforeStart(started), preStarted: { started, instanceId } };
 }
 
 /** Pre-start check, `recordDispatchStart` and the live channel (opened meanwhile); null = do not run. */
@@ -259,15 +280,15 @@ async function settle(
   started: RunDispatch,
   instanceId: string,
   settlement: Settlement,
-): Promise<void> {
+): Promise<StartedClaim | null> {
   const { logger } = deps;
   switch (settlement.kind) {
     case 'lost':
       logger.warn?.('run ended after its lease was lost; nothing recorded', run.label);
-      return;
+      return null;
     case 'release':
       await nack(deps, run, started, Date.now(), settlement.error);
-      return;
+      return null;
     default:
       break;
   }
@@ -284,10 +305,10 @@ async function settle(
       : { status: 'done', termination: { type: 'error', value: settlement.error }, error: settlement.error }),
   };
   if (settlement.kind === 'completed' && isFusedStore(deps.store)) {
-    await completeFused(deps, deps.store, run, started, settlement, result);
-    return;
+    return completeFused(deps, deps.store, run, started, settlement, result);
   }
   await settleSequential(deps, run, started, settlement, result);
+  return null;
 }
 
 /** `recordRunResult`, then ack / nack / dead-letter by the settlement. */
@@ -338,30 +359,52 @@ async function completeFused(
   started: RunDispatch,
   settlement: Settlement & { kind: 'completed' },
   result: RunDispatchResult,
-): Promise<void> {
+): Promise<StartedClaim | null> {
   const now = Date.now();
+  const next = deps.nextClaim(run.dispatch.thread_id);
   try {
-    await store.completeAndAck(run.dispatch.dispatch_id, run.claimToken, result, now);
+    let chained: StartedClaim | null = null;
+    if (next === null) {
+      await store.completeAndAck(run.dispatch.dispatch_id, run.claimToken, result, now);
+    } else {
+      const done = await store.completeAndClaimNext(
+        run.dispatch.dispatch_id,
+        run.claimToken,
+        result,
+        now,
+        next,
+      );
+      if (done.claimError) {
+        deps.logger.warn?.("claiming the thread's next dispatch after the run failed", {
+          ...run.label,
+          error: errorMessage(done.claimError),
+        });
+      }
+      chained = startedClaim(done.next, next.dispatchInstanceId);
+    }
     deps.emit('completed', tx.acked(tx.runResultRecorded(started, result, now), now));
-    return;
+    return chained;
   } catch (err) {
     deps.logger.warn?.('recording the run result and ack failed', { ...run.label, error: errorMessage(err) });
     if (isStorageError(err, 'VersionConflict')) {
       await reconcile(deps, run);
-      return;
+      return null;
     }
   }
+  // The answer was lost: a claim chained onto a committed completion is unknown here, and comes back
+  // to the thread's queue when its lease expires.
   const loaded = await load(deps, run);
-  if (!loaded) return;
+  if (!loaded) return null;
   if (loaded.status === 'Acked') {
     deps.emit('completed', loaded);
-    return;
+    return null;
   }
   if (loaded.status === 'Claimed' && loaded.claim_token === run.claimToken) {
     await settleSequential(deps, run, started, settlement, result);
-    return;
+    return null;
   }
   reportFound(deps, run, loaded);
+  return null;
 }
 
 async function recordResult(

@@ -19,7 +19,7 @@ import { signalNackDelayMs } from './backoff.js';
 import { deliverLocally } from './command-inbox.js';
 import { INLINE_CLAIM_GUARD_MS, RECLAIM_BATCH, resolveMailboxConfig } from './config.js';
 import { MailboxStoppedError, errorMessage } from './errors.js';
-import { claimedBeforeStart, executeClaimed, releaseClaim } from './execution.js';
+import { executeClaimed, releaseClaim, startedClaim } from './execution.js';
 import type { ExecutionDeps, PreStarted } from './execution.js';
 import { LeaseRenewer } from './lease-renewer.js';
 import { targetOf } from './records.js';
@@ -115,6 +115,15 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
       preStartCheck,
       emit: (event, ...eventArgs) => this.#emit(event, ...eventArgs),
       scheduleWake: (threadId, at) => this.#scheduleWake(threadId, at),
+      nextClaim: (threadId) =>
+        this.#closing
+          ? null
+          : {
+              threadId,
+              consumerId: this.consumerId,
+              leaseMs: this.config.leaseMs,
+              dispatchInstanceId: uuidv7(),
+            },
     };
   }
 
@@ -458,7 +467,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
     if (isFusedStore(store)) {
       const instanceId = uuidv7();
       const started = await store.claimAndStart(threadId, this.consumerId, leaseMs, Date.now(), instanceId);
-      return started && { dispatch: claimedBeforeStart(started), preStarted: { started, instanceId } };
+      return startedClaim(started, instanceId);
     }
     const [dispatch] = await store.claim(threadId, this.consumerId, leaseMs, Date.now(), 1);
     return dispatch ? { dispatch, preStarted: null } : null;
@@ -477,7 +486,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
         Date.now(),
         instanceId,
       );
-      return started && { dispatch: claimedBeforeStart(started), preStarted: { started, instanceId } };
+      return startedClaim(started, instanceId);
     }
     const dispatch = await store.claimDispatch(dispatchId, this.consumerId, leaseMs, Date.now());
     return dispatch ? { dispatch, preStarted: null } : null;
@@ -507,21 +516,34 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
     );
     this.#emit('claimed', dispatch);
     run.finished = (async () => {
+      let next: Claim | null = null;
       try {
-        await executeClaimed(this.#deps, run, preStarted);
+        next = await executeClaimed(this.#deps, run, preStarted);
       } catch (err) {
         this.#logger.error?.('run execution failed', { ...run.label, error: errorMessage(err) });
       } finally {
-        await this.#finish(worker, run);
+        await this.#finish(worker, run, next);
       }
     })();
   }
 
-  /** §13 B.8: release the worker, close the run's channels, and look for the thread's next dispatch. */
-  async #finish(worker: ThreadWorker, run: ActiveRun): Promise<void> {
+  /**
+   * §13 B.8: release the worker, close the run's channels, and run the thread's next dispatch: the one the
+   * completion already claimed (`next`), else whatever a new claim finds.
+   */
+  async #finish(worker: ThreadWorker, run: ActiveRun, next: Claim | null): Promise<void> {
     await run.close();
     if (worker.run === run) worker.run = null;
     if (this.#runs.get(run.dispatch.dispatch_id) === run) this.#runs.delete(run.dispatch.dispatch_id);
+    if (next !== null) {
+      if (worker.run === null) {
+        this.#launch(worker, next);
+        return;
+      }
+      // Unreachable while the store keeps threads exclusive; never leave a claim behind if it happens.
+      const stray = new ActiveRun(next.dispatch, this.#logger);
+      void this.#track(releaseClaim(this.#deps, stray, 'the thread already runs on this node'));
+    }
     this.#kick(run.dispatch.thread_id);
   }
 

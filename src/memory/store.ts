@@ -12,7 +12,12 @@
 import { v7 as uuidv7 } from 'uuid';
 import * as args from '../contract/args.js';
 import { StorageError } from '../contract/errors.js';
-import { FUSED_STORE, type FusedMailboxStore } from '../contract/fused.js';
+import {
+  FUSED_STORE,
+  type CompletedWithNext,
+  type FusedMailboxStore,
+  type NextClaim,
+} from '../contract/fused.js';
 import type { MailboxStore } from '../contract/store.js';
 import type {
   DispatchSignalEntry,
@@ -270,6 +275,33 @@ export class MemoryMailboxStore implements MailboxStore, FusedMailboxStore {
     this.#assertOpen();
     this.#recordResultNow(id, token, r, now);
     this.#ackNow(id, token, now);
+  }
+
+  /** Fused `completeAndAck` + `claimAndStart` (src/contract/fused.ts), with no await in between. */
+  async completeAndClaimNext(
+    dispatchId: string,
+    claimToken: string,
+    result: RunDispatchResult,
+    now: number,
+    next: NextClaim,
+  ): Promise<CompletedWithNext> {
+    const id = args.id('dispatch_id', dispatchId);
+    const token = args.id('claim_token', claimToken);
+    const r = args.runResult(result);
+    args.u64('now', now);
+    const claim = args.nextClaim(next, now);
+    this.#assertOpen();
+    this.#recordResultNow(id, token, r, now);
+    this.#ackNow(id, token, now);
+    try {
+      const [claimed] = this.#claimNow(claim.threadId, claim.consumer, claim.leaseUntil, now, 1);
+      return {
+        next: claimed === undefined ? null : copyRecord(this.#startNow(claimed, claim.instance, now)),
+      };
+    } catch (err) {
+      if (err instanceof StorageError) return { next: null, claimError: err };
+      throw err;
+    }
   }
 
   #recordResultNow(id: string, token: string, r: RunDispatchResult, now: number): void {

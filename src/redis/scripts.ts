@@ -33,6 +33,7 @@ export const SCRIPT_NAMES = [
   'claim_and_start',
   'claim_dispatch_and_start',
   'complete_and_ack',
+  'complete_and_claim_next',
 ] as const;
 
 export type ScriptName = (typeof SCRIPT_NAMES)[number];
@@ -112,6 +113,22 @@ const KINDS: readonly StorageErrorKind[] = [
 ];
 
 /** Unwrap `{'ok', ...}` into its payload; turn `{'err', kind, detail, expected, actual}` into a StorageError. */
+/** The StorageError a script answered as `kind, detail[, expected, actual]` (malformed → Serialization). */
+export function scriptError(
+  name: ScriptName,
+  kind: unknown,
+  detail: unknown,
+  expected?: unknown,
+  actual?: unknown,
+): StorageError {
+  if (typeof kind !== 'string' || !KINDS.includes(kind as StorageErrorKind) || typeof detail !== 'string') {
+    return StorageError.serialization(`script ${name}: malformed error reply`);
+  }
+  const versions: [number, number] | undefined =
+    kind === 'VersionConflict' ? [Number(expected), Number(actual)] : undefined;
+  return StorageError.fromKind(kind as StorageErrorKind, detail, versions);
+}
+
 export function unwrapReply(name: ScriptName, reply: unknown): unknown[] {
   if (!Array.isArray(reply) || reply.length === 0) {
     throw StorageError.serialization(`script ${name}: unexpected reply shape`);
@@ -120,12 +137,7 @@ export function unwrapReply(name: ScriptName, reply: unknown): unknown[] {
   if (tag === 'ok') return rest;
   if (tag === 'err') {
     const [kind, detail, expected, actual] = rest;
-    if (typeof kind !== 'string' || !KINDS.includes(kind as StorageErrorKind) || typeof detail !== 'string') {
-      throw StorageError.serialization(`script ${name}: malformed error reply`);
-    }
-    const versions: [number, number] | undefined =
-      kind === 'VersionConflict' ? [Number(expected), Number(actual)] : undefined;
-    throw StorageError.fromKind(kind as StorageErrorKind, detail, versions);
+    throw scriptError(name, kind, detail, expected, actual);
   }
   throw StorageError.serialization(`script ${name}: unexpected reply tag`);
 }

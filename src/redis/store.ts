@@ -10,7 +10,12 @@ import type { Redis } from 'ioredis';
 import { v7 as uuidv7 } from 'uuid';
 import * as args from '../contract/args.js';
 import { StorageError } from '../contract/errors.js';
-import { FUSED_STORE, type FusedMailboxStore } from '../contract/fused.js';
+import {
+  FUSED_STORE,
+  type CompletedWithNext,
+  type FusedMailboxStore,
+  type NextClaim,
+} from '../contract/fused.js';
 import type { MailboxStore } from '../contract/store.js';
 import type {
   DispatchSignalEntry,
@@ -35,7 +40,7 @@ import type { RedisKeys } from './keys.js';
 import type { SignalsMode } from './options.js';
 import { enqueueFields, pairsToObject, recordFromHash, terminationJson } from './record.js';
 import type { ScriptName, ScriptRunner } from './scripts.js';
-import { unwrapReply } from './scripts.js';
+import { scriptError, unwrapReply } from './scripts.js';
 
 /** A signal transport the store may also tear down with `destroyNamespace`. */
 export type StoreSignalTransport = SignalTransport & { destroy?(): Promise<void> };
@@ -278,6 +283,29 @@ export class RedisMailboxStore implements MailboxStore, FusedMailboxStore {
     now: number,
   ): Promise<void> {
     await this.#run('complete_and_ack', ...this.#resultCall(dispatchId, claimToken, result, now));
+  }
+
+  /** Fused `completeAndAck` + `claimAndStart` (src/contract/fused.ts): one script, one round trip. */
+  async completeAndClaimNext(
+    dispatchId: string,
+    claimToken: string,
+    result: RunDispatchResult,
+    now: number,
+    next: NextClaim,
+  ): Promise<CompletedWithNext> {
+    const [keys, resultArgs] = this.#resultCall(dispatchId, claimToken, result, now);
+    const claim = args.nextClaim(next, now, id);
+    const payload = await this.#run(
+      'complete_and_claim_next',
+      [...keys, ...this.#claimKeys(claim.threadId)],
+      [...resultArgs, claim.threadId, claim.consumer, uuidv7(), String(claim.leaseUntil), claim.instance],
+    );
+    if (payload.length === 0) return { next: null };
+    if (payload[0] === 'claim-err') {
+      const [, kind, detail] = payload;
+      return { next: null, claimError: scriptError('complete_and_claim_next', kind, detail) };
+    }
+    return { next: this.#decodeFlat(payload[0]) };
   }
 
   /** Validated keys and arguments of `record_run_result` (and `complete_and_ack`, which takes the same). */

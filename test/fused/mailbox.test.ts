@@ -1,7 +1,8 @@
 /**
- * The Mailbox on a fused store: one `claimAndStart` (or `claimDispatchAndStart`) and one `completeAndAck`
- * per completed run instead of claim, pre-start reads, start, result and ack; and the same final records
- * as on the same store with its fused methods hidden (the sequential path).
+ * The Mailbox on a fused store: one `claimAndStart` (or `claimDispatchAndStart`) and one
+ * `completeAndClaimNext` per completed run instead of claim, pre-start reads, start, result and ack, and a
+ * queued thread's runs chained from one completion to the next; the same final records as on the same
+ * store with its fused methods hidden (the sequential path).
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { FUSED_STORE, isFusedStore } from '../../src/contract/fused.js';
@@ -20,6 +21,7 @@ const OWNER_CALLS = [
   'recordRunResult',
   'ack',
   'completeAndAck',
+  'completeAndClaimNext',
   'loadDispatch',
   'currentDispatchEpoch',
 ];
@@ -98,7 +100,8 @@ describe.each(BACKENDS)('Mailbox on a fused $name store', (backend) => {
       const claimCall = foreground ? 'claimDispatchAndStart' : 'claimAndStart';
       // Later claims may follow (the try-next after the run, a signal): all of them fused too.
       expect(fused.calls).toContain(claimCall);
-      expect(fused.calls.filter((c) => c === 'completeAndAck')).toHaveLength(1);
+      // The completion also looks for the thread's next dispatch (none here), in the same call.
+      expect(fused.calls.filter((c) => c.startsWith('complete'))).toEqual(['completeAndClaimNext']);
       for (const sequentialOnly of [
         'claim',
         'claimDispatch',
@@ -118,6 +121,7 @@ describe.each(BACKENDS)('Mailbox on a fused $name store', (backend) => {
         ]),
       );
       expect(sequential.calls).not.toContain('completeAndAck');
+      expect(sequential.calls).not.toContain('completeAndClaimNext');
       expect(fused.events).toEqual([
         'claimed Claimed null',
         'started Claimed running',
@@ -138,4 +142,47 @@ describe.each(BACKENDS)('Mailbox on a fused $name store', (backend) => {
       expect(shape(fused.record)).toEqual(shape(sequential.record));
     });
   }
+
+  it("chains a busy thread's queued dispatches: each completion starts the next, no claims between", async () => {
+    const fx = await backend.open();
+    cleanups.push(() => fx.cleanup());
+    const calls: string[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const mailbox = new Mailbox({
+      store: counted(fx.store, calls, false),
+      executor: async (ctx) => {
+        if (ctx.dispatch.dispatch_id === 'd-1') await gate;
+        return { kind: 'completed', response: ctx.dispatch.dispatch_id };
+      },
+      consumerId: 'node-1',
+    });
+    cleanups.push(() => mailbox.stop());
+    const completed: string[] = [];
+    const allDone = new Promise<void>((resolve) => {
+      mailbox.on('completed', (d) => {
+        completed.push(d.dispatch_id);
+        if (completed.length === 3) resolve();
+      });
+    });
+    await mailbox.start();
+    calls.length = 0;
+    for (const id of ['d-1', 'd-2', 'd-3']) {
+      await mailbox.submitBackground({ threadId: 'thread-a', dispatchId: id, runId: `r-${id}` });
+    }
+    release();
+    await allDone;
+    await mailbox.stop();
+    expect(completed).toEqual(['d-1', 'd-2', 'd-3']);
+    const first = calls.indexOf('completeAndClaimNext');
+    const last = calls.lastIndexOf('completeAndClaimNext');
+    expect(calls.slice(first, last + 1)).toEqual([
+      'completeAndClaimNext',
+      'completeAndClaimNext',
+      'completeAndClaimNext',
+    ]);
+    for (const id of ['d-1', 'd-2', 'd-3']) {
+      expect(await fx.store.loadDispatch(id)).toMatchObject({ status: 'Acked', run_response: id });
+    }
+  });
 });

@@ -13,7 +13,9 @@ import {
   TokenBook,
   claimDispatchThenStart,
   claimThenStart,
+  completeThenClaimNext,
   outcome,
+  plainNext,
   resultThenAck,
   snapshot,
 } from './support.js';
@@ -29,6 +31,8 @@ type Op =
   | { op: 'completeAndAck'; id: string; token: number; matchRun: boolean }
   /** completeAndAck on the thread's Claimed dispatch with its own token (the Mailbox's call). */
   | { op: 'completeActive'; thread: string; matchRun: boolean }
+  /** completeAndClaimNext on the thread's Claimed dispatch, claiming next on `next` (the Mailbox's call). */
+  | { op: 'completeActiveAndClaim'; thread: string; next: string; matchRun: boolean; lease: number }
   | { op: 'nack'; id: string; token: number; retryIn: number }
   | { op: 'interrupt'; thread: string }
   | { op: 'cancel'; id: string }
@@ -61,6 +65,16 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   {
     weight: 4,
     arbitrary: fc.record({ op: fc.constant('completeActive' as const), thread, matchRun: fc.boolean() }),
+  },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      op: fc.constant('completeActiveAndClaim' as const),
+      thread,
+      next: thread,
+      matchRun: fc.boolean(),
+      lease,
+    }),
   },
   {
     weight: 2,
@@ -134,6 +148,25 @@ function apply(
           error: 'paused',
         };
         return fused ? store.completeAndAck(did, tok, result, now) : resultThenAck(s, did, tok, result, now);
+      }
+      case 'completeActiveAndClaim': {
+        const [active] = await s.listDispatches(op.thread, ['Claimed'], 1, 0);
+        if (!active) return 'no active claim';
+        const did = active.dispatch_id;
+        const tok = active.claim_token ?? 'no-token';
+        const result = {
+          run_id: op.matchRun ? active.run_id : 'other-run',
+          dispatch_instance_id: active.dispatch_instance_id ?? instance,
+          status: 'done' as const,
+          termination: { type: 'natural_end' as const },
+          response: 'ok',
+        };
+        const next = { threadId: op.next, consumerId: 'c1', leaseMs: op.lease, dispatchInstanceId: instance };
+        return plainNext(
+          fused
+            ? await store.completeAndClaimNext(did, tok, result, now, next)
+            : await completeThenClaimNext(s, did, tok, result, now, next),
+        );
       }
       case 'nack':
         return s.nack(op.id, book.pick(op.token), now + op.retryIn, 'transient', now);

@@ -3,7 +3,11 @@
  * and the Redis store: the same return value, the same error (kind, message, versions) and the same state
  * afterwards, in the normal case and in every failure case of the pair.
  */
+import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
+import { StorageError } from '../../src/contract/errors.js';
+import type { RedisMailboxStore } from '../../src/redis/index.js';
+import { redisUrl } from '../support/servers.js';
 import { isFusedStore } from '../../src/contract/fused.js';
 import type { FusedMailboxStore } from '../../src/contract/fused.js';
 import { queuedDispatch } from '../../src/contract/helpers.js';
@@ -14,7 +18,10 @@ import {
   TokenBook,
   claimDispatchThenStart,
   claimThenStart,
+  completeThenClaimNext,
   outcome,
+  plainNext,
+  redisBackend,
   resultThenAck,
   snapshot,
   type FusedFixture,
@@ -341,5 +348,171 @@ describe.each(BACKENDS)('fused operations on $name', (backend) => {
       });
       expect((await fx.store.loadDispatch('a'))?.run_status).toBe('running');
     });
+  });
+
+  describe('completeAndClaimNext = completeAndAck + claimAndStart', () => {
+    const twoQueued = async ({ store }: FusedFixture): Promise<void> => {
+      await store.enqueue(dispatch('a', 't1'));
+      await store.enqueue(dispatch('b', 't1', { created_at: 101 }));
+      await store.enqueue(dispatch('c', 't2', { created_at: 102 }));
+      const [d] = await store.claim('t1', 'c1', LEASE, 900, 1);
+      await store.recordDispatchStart('a', d?.claim_token ?? '', 'inst-1', 950);
+    };
+    const nextOf = (threadId: string) => ({
+      threadId,
+      consumerId: 'c1',
+      leaseMs: LEASE,
+      dispatchInstanceId: 'inst-2',
+    });
+    const fusedCall =
+      (id: string, r: RunDispatchResult, threadId: string, token?: string) => async (s: FusedMailboxStore) =>
+        plainNext(
+          await s.completeAndClaimNext(id, token ?? (await tokenOf(s, id)), r, 1000, nextOf(threadId)),
+        );
+    const sequentialCall =
+      (id: string, r: RunDispatchResult, threadId: string, token?: string) => async (s: MailboxStore) =>
+        plainNext(
+          await completeThenClaimNext(s, id, token ?? (await tokenOf(s, id)), r, 1000, nextOf(threadId)),
+        );
+
+    it("acks the finished run and starts the thread's next dispatch", async () => {
+      const got = await compare(
+        twoQueued,
+        fusedCall('a', result('a'), 't1'),
+        sequentialCall('a', result('a'), 't1'),
+      );
+      expect(got).toMatchObject({
+        ok: {
+          next: {
+            dispatch_id: 'b',
+            status: 'Claimed',
+            claimed_by: 'c1',
+            lease_until: 1000 + LEASE,
+            run_status: 'running',
+            dispatch_instance_id: 'inst-2',
+          },
+        },
+      });
+    });
+
+    it('claims on any thread it is given, and answers next: null when nothing is claimable', async () => {
+      expect(
+        await compare(twoQueued, fusedCall('a', result('a'), 't2'), sequentialCall('a', result('a'), 't2')),
+      ).toMatchObject({ ok: { next: { dispatch_id: 'c' } } });
+      expect(
+        await compare(
+          twoQueued,
+          fusedCall('a', result('a'), 'empty-thread'),
+          sequentialCall('a', result('a'), 'empty-thread'),
+        ),
+      ).toEqual({ ok: { next: null } });
+      // The next dispatch's thread still holds a claim (the finished run was on another thread).
+      expect(
+        await compare(
+          async (fx) => {
+            await twoQueued(fx);
+            await fx.store.claim('t2', 'c9', LEASE, 960, 1);
+          },
+          fusedCall('a', result('a'), 't2'),
+          sequentialCall('a', result('a'), 't2'),
+        ),
+      ).toEqual({ ok: { next: null } });
+    });
+
+    it("supersedes the next thread's stale work as claim does", async () => {
+      const got = await compare(
+        async (fx) => {
+          await twoQueued(fx);
+          await fx.store.interrupt('t2', 960);
+          await fx.plantStale(dispatch('old', 't2', { created_at: 50, dispatch_epoch: 0 }));
+          await fx.store.enqueue(dispatch('fresh', 't2', { created_at: 103, dispatch_epoch: 1 }));
+        },
+        fusedCall('a', result('a'), 't2'),
+        sequentialCall('a', result('a'), 't2'),
+      );
+      expect(got).toMatchObject({ ok: { next: { dispatch_id: 'fresh' } } });
+    });
+
+    it('a failing completion throws its error and claims nothing', async () => {
+      const cases: [(fx: FusedFixture) => Promise<unknown>, RunDispatchResult, string | undefined, string][] =
+        [
+          [twoQueued, result('a'), 'not-the-token', 'VersionConflict'],
+          [twoQueued, result('a', { run_id: 'other-run' }), undefined, 'Validation'],
+          [
+            async (fx) => {
+              await twoQueued(fx);
+              await fx.store.interrupt('t1', 960);
+            },
+            result('a'),
+            undefined,
+            'VersionConflict',
+          ],
+        ];
+      for (const [setup, r, token, kind] of cases) {
+        const got = await compare(setup, fusedCall('a', r, 't1', token), sequentialCall('a', r, 't1', token));
+        expect(got).toMatchObject({ err: kind });
+      }
+      const got = await compare(
+        async () => undefined,
+        fusedCall('missing', result('missing'), 't1', 'tok'),
+        sequentialCall('missing', result('missing'), 't1', 'tok'),
+      );
+      expect(got).toMatchObject({ err: 'NotFound' });
+    });
+
+    it('validates the next claim before touching anything', async () => {
+      const fx = await backend.open();
+      open.push(fx);
+      await twoQueued(fx);
+      const token = await tokenOf(fx.store, 'a');
+      for (const [next, field] of [
+        [{ ...nextOf('t1'), threadId: '' }, 'next.thread_id'],
+        [{ ...nextOf('t1'), consumerId: 7 }, 'next.consumer_id'],
+        [{ ...nextOf('t1'), leaseMs: -1 }, 'next.lease_ms'],
+        [{ ...nextOf('t1'), leaseMs: Number.MAX_SAFE_INTEGER }, 'next.lease_ms'],
+        [{ ...nextOf('t1'), dispatchInstanceId: ' ' }, 'next.dispatch_instance_id'],
+        [null, 'next'],
+      ] as const) {
+        await expect(
+          fx.store.completeAndClaimNext('a', token, result('a'), 1000, next as never),
+        ).rejects.toMatchObject({ kind: 'Validation', message: expect.stringContaining(field) });
+      }
+      expect(await fx.store.loadDispatch('a')).toMatchObject({ status: 'Claimed', run_status: 'running' });
+      expect((await fx.store.loadDispatch('b'))?.status).toBe('Queued');
+    });
+  });
+});
+
+describe('completeAndClaimNext on Redis: a claim that fails after the completion', () => {
+  it('keeps the completion and answers the claim error (a corrupt next record: Serialization)', async () => {
+    const fx = await redisBackend.open();
+    try {
+      const store = fx.store as RedisMailboxStore;
+      await store.enqueue(dispatch('a', 't1'));
+      await store.enqueue(dispatch('b', 't2'));
+      const [d] = await store.claim('t1', 'c1', LEASE, 900, 1);
+      await store.recordDispatchStart('a', d?.claim_token ?? '', 'inst-1', 950);
+      const raw = new Redis(await redisUrl(), { maxRetriesPerRequest: 1 });
+      try {
+        await raw.hset(store.keys.record('b'), 'status', 'Exploded');
+      } finally {
+        raw.disconnect();
+      }
+      const got = await store.completeAndClaimNext('a', d?.claim_token ?? '', result('a'), 1000, {
+        threadId: 't2',
+        consumerId: 'c1',
+        leaseMs: LEASE,
+        dispatchInstanceId: 'inst-2',
+      });
+      expect(got.next).toBeNull();
+      expect(got.claimError).toBeInstanceOf(StorageError);
+      expect(got.claimError).toMatchObject({
+        kind: 'Serialization',
+        message: expect.stringContaining("'b'"),
+      });
+      expect((await store.loadDispatch('a'))?.status).toBe('Acked');
+    } finally {
+      await fx.cleanup();
+    }
   });
 });

@@ -4,7 +4,8 @@
  * (claim tokens are minted independently by each store, so they compare by order of first appearance).
  */
 import { Redis } from 'ioredis';
-import type { FusedMailboxStore } from '../../src/contract/fused.js';
+import type { CompletedWithNext, FusedMailboxStore, NextClaim } from '../../src/contract/fused.js';
+import { StorageError } from '../../src/contract/errors.js';
 import type { MailboxStore } from '../../src/contract/store.js';
 import type { RunDispatch, RunDispatchResult } from '../../src/contract/types.js';
 import { MemoryMailboxStore } from '../../src/memory/index.js';
@@ -114,6 +115,40 @@ export async function resultThenAck(
 ): Promise<void> {
   await store.recordRunResult(dispatchId, claimToken, result, now);
   await store.ack(dispatchId, claimToken, now);
+}
+
+/** `completeAndClaimNext` as the sequential calls it stands for: the completion, then the claim. */
+export async function completeThenClaimNext(
+  store: MailboxStore,
+  dispatchId: string,
+  claimToken: string,
+  result: RunDispatchResult,
+  now: number,
+  next: NextClaim,
+): Promise<CompletedWithNext> {
+  await resultThenAck(store, dispatchId, claimToken, result, now);
+  try {
+    return {
+      next: await claimThenStart(
+        store,
+        next.threadId,
+        next.consumerId,
+        next.leaseMs,
+        now,
+        next.dispatchInstanceId,
+      ),
+    };
+  } catch (err) {
+    if (err instanceof StorageError) return { next: null, claimError: err };
+    throw err;
+  }
+}
+
+/** A `CompletedWithNext` with its error reduced to kind and message, for comparing. */
+export function plainNext(r: CompletedWithNext): unknown {
+  return r.claimError
+    ? { next: r.next, claimError: { kind: r.claimError.kind, message: r.claimError.message } }
+    : { next: r.next };
 }
 
 // ---- normalization ----

@@ -1,0 +1,28 @@
+-- complete_and_claim_next(id, token, result, now, next claim): record_run_result + ack, then claim(limit 1) +
+-- record_dispatch_start on the next thread, in one script (fused, src/contract/fused.ts). A failing
+-- completion answers its error and claims nothing; a failing claim after it answers {'ok', 'claim-err', …}
+-- (the completion stays committed, as with the two calls made back to back).
+-- KEYS[9] record; KEYS[10..14] as claim's KEYS[9..13] for the next thread (thread hash, ready, waiting,
+-- Claimed set, stale-Queued set).
+-- ARGV: as record_run_result (id, token, now, then 9 result arguments), then next thread, consumer, token,
+-- lease_until, instance.
+-- Reply: {'ok'} (nothing claimed), {'ok', started record} or {'ok', 'claim-err', kind, detail}.
+return run(function()
+  local id, token, now_s = arg(1), arg(2), arg(3)
+  record_result(id, token, now_s, 4)
+  ack_dispatch(id, token, now_s)
+  local next_token = arg(15)
+  local ok, res = pcall(function()
+    local chosen = claim_thread(arg(13), arg(14), next_token, now_s, arg(16), 1,
+      { KEYS[11], KEYS[12], KEYS[13], KEYS[14] })
+    local r = chosen[1]
+    if r == nil then return nil end
+    return flat(start_dispatch(r.dispatch_id, next_token, arg(17), now_s))
+  end)
+  if not ok then
+    if type(res) == 'table' and res.awaken then return { 'ok', 'claim-err', res.kind, res.detail } end
+    error(res, 0)
+  end
+  if res == nil then return { 'ok' } end
+  return { 'ok', res }
+end)
