@@ -3,6 +3,11 @@
  * `extendLease(id, token, waiting ? suspendedLeaseMs : leaseMs, now)`. `false` means the claim is gone (expired
  * and reclaimed, superseded, or acked elsewhere): the run is aborted. A store error stops renewing but leaves the
  * run alone, as upstream. Calls never overlap; the timer is unref'd.
+ *
+ * Before each renewal the thread's epoch is read: once an interrupt moved it past the dispatch's epoch, the run
+ * is aborted (`onStale`) without renewing. Renewing would supersede the stale claim at once and free the thread
+ * for another node while this executor still runs; aborting first lets the run's own settlement release the
+ * claim after the executor returned, so two executions of one thread never overlap (the bench checks it).
  */
 import type { MailboxStore } from '../contract/store.js';
 import type { Logger } from '../util/logger.js';
@@ -15,7 +20,12 @@ export interface LeaseRenewerOptions {
   intervalMs: number;
   leaseMs: number;
   suspendedLeaseMs: number;
+  /** The claimed dispatch's thread and epoch, for the stale check before each renewal. */
+  threadId: string;
+  dispatchEpoch: number;
   onLost(): void;
+  /** The thread was interrupted past this claim's epoch. */
+  onStale(): void;
   logger: Logger;
 }
 
@@ -55,10 +65,20 @@ export class LeaseRenewer {
     const { store, dispatchId, claimToken, leaseMs, suspendedLeaseMs, logger } = this.#opts;
     const extension = this.#waiting ? suspendedLeaseMs : leaseMs;
     store
-      .extendLease(dispatchId, claimToken, extension, Date.now())
+      .currentDispatchEpoch(this.#opts.threadId)
+      .then(async (epoch) => {
+        if (epoch > this.#opts.dispatchEpoch) return 'stale' as const;
+        return (await store.extendLease(dispatchId, claimToken, extension, Date.now())) ? 'kept' : 'lost';
+      })
       .then(
-        (kept) => {
-          if (kept || this.#stopped) return;
+        (outcome) => {
+          if (outcome === 'kept' || this.#stopped) return;
+          if (outcome === 'stale') {
+            logger.info?.('thread interrupted past this claim; aborting the run', { dispatchId });
+            this.stop();
+            this.#opts.onStale();
+            return;
+          }
           logger.warn?.('lease lost; aborting the run', { dispatchId });
           this.stop();
           this.#opts.onLost();

@@ -510,7 +510,10 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
         intervalMs: this.config.leaseRenewalIntervalMs,
         leaseMs: this.config.leaseMs,
         suspendedLeaseMs: this.config.suspendedLeaseMs,
+        threadId: dispatch.thread_id,
+        dispatchEpoch: dispatch.dispatch_epoch,
         onLost: () => run.abort('lease-lost'),
+        onStale: () => run.abort('interrupt'),
         logger: this.#logger,
       }),
     );

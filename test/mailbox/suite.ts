@@ -314,12 +314,32 @@ export function defineMailboxSuite(kind: BackendKind): void {
         stores: [store],
         nodes: [a],
       } = await nodes(1, recorder, { leaseMs: 1_500, leaseRenewalIntervalMs: 200 });
-      await a!.submit({ threadId: 'lease', runId: 'doomed' });
+      const sub = await a!.submit({ threadId: 'lease', runId: 'doomed' });
       await eventually('doomed run to start', () => recorder.ofRun('doomed').length === 1);
-      // An interrupt straight through the store: the Mailbox does not hear of it, its next renewal does.
-      await store!.interrupt('lease', Date.now());
+      // Superseded straight through the store: the Mailbox does not hear of it, its next renewal does.
+      const claimed = await store!.loadDispatch(sub.dispatchId);
+      await store!.supersedeClaimed(sub.dispatchId, claimed?.claim_token ?? '', Date.now(), 'taken away');
       await eventually('doomed run to end', () => recorder.ofRun('doomed')[0]!.end !== null, 5_000);
       expect(recorder.ofRun('doomed')[0]!.abortReason).toBe('lease-lost');
+    });
+
+    it('aborts a run whose thread was interrupted behind its back, and releases it after the run ends', async () => {
+      const recorder = new Recorder().on('doomed', behaviours.untilAborted());
+      const {
+        stores: [store],
+        nodes: [a],
+      } = await nodes(1, recorder, { leaseMs: 1_500, leaseRenewalIntervalMs: 200 });
+      const sub = await a!.submit({ threadId: 'lease', runId: 'doomed' });
+      await eventually('doomed run to start', () => recorder.ofRun('doomed').length === 1);
+      // An interrupt straight through the store: the renewal sees the newer epoch and aborts the run instead
+      // of renewing (which would supersede the claim while the executor still runs).
+      await store!.interrupt('lease', Date.now());
+      await eventually('doomed run to end', () => recorder.ofRun('doomed')[0]!.end !== null, 5_000);
+      const run = recorder.ofRun('doomed')[0]!;
+      expect(run.abortReason).toBe('interrupt');
+      const released = await loadStatus(store!, sub.dispatchId, 'Superseded');
+      expect(run.endedAt).not.toBeNull();
+      expect(released.completed_at ?? 0).toBeGreaterThanOrEqual(run.endedAt ?? Infinity);
     });
 
     it('renews the lease of a long run, with the suspended lease while waiting', async () => {
