@@ -63,6 +63,20 @@ export interface MemoryStoreStats {
   liveSubscribers: number;
 }
 
+/** The validated arguments of `recordRunResult` and of the fused completions built on it. */
+function resultArgs(
+  dispatchId: string,
+  claimToken: string,
+  result: RunDispatchResult,
+  now: number,
+): { id: string; token: string; r: RunDispatchResult } {
+  const id = args.id('dispatch_id', dispatchId);
+  const token = args.id('claim_token', claimToken);
+  const r = args.runResult(result);
+  args.u64('now', now);
+  return { id, token, r };
+}
+
 export class MemoryMailboxStore implements MailboxStore, FusedMailboxStore {
   readonly [FUSED_STORE] = true as const;
   readonly #options: ResolvedMemoryOptions;
@@ -253,10 +267,7 @@ export class MemoryMailboxStore implements MailboxStore, FusedMailboxStore {
     result: RunDispatchResult,
     now: number,
   ): Promise<void> {
-    const id = args.id('dispatch_id', dispatchId);
-    const token = args.id('claim_token', claimToken);
-    const r = args.runResult(result);
-    args.u64('now', now);
+    const { id, token, r } = resultArgs(dispatchId, claimToken, result, now);
     this.#assertOpen();
     this.#recordResultNow(id, token, r, now);
   }
@@ -268,10 +279,7 @@ export class MemoryMailboxStore implements MailboxStore, FusedMailboxStore {
     result: RunDispatchResult,
     now: number,
   ): Promise<void> {
-    const id = args.id('dispatch_id', dispatchId);
-    const token = args.id('claim_token', claimToken);
-    const r = args.runResult(result);
-    args.u64('now', now);
+    const { id, token, r } = resultArgs(dispatchId, claimToken, result, now);
     this.#assertOpen();
     this.#recordResultNow(id, token, r, now);
     this.#ackNow(id, token, now);
@@ -285,10 +293,7 @@ export class MemoryMailboxStore implements MailboxStore, FusedMailboxStore {
     now: number,
     next: NextClaim,
   ): Promise<CompletedWithNext> {
-    const id = args.id('dispatch_id', dispatchId);
-    const token = args.id('claim_token', claimToken);
-    const r = args.runResult(result);
-    args.u64('now', now);
+    const { id, token, r } = resultArgs(dispatchId, claimToken, result, now);
     const claim = args.nextClaim(next, now);
     this.#assertOpen();
     this.#recordResultNow(id, token, r, now);
