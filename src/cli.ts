@@ -65,6 +65,10 @@ function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
     .option('--duration <time>', 'submit for this long instead (e.g. 30s, 2m)')
     .option('--rate <n>', 'submissions per second (default: as fast as possible)')
     .option(
+      '--warmup <time>',
+      'also report enqueue→start for dispatches enqueued this long after the first (e.g. 3s)',
+    )
+    .option(
       '--max-pending <n>',
       'most submitted-but-unfinished dispatches (default: unbounded, 16×threads with --duration)',
     )

@@ -29,6 +29,11 @@ export interface BenchOptions {
   rate: number | null;
   /** Most submitted-but-not-terminal dispatches at once; null = unbounded. */
   maxPending: number | null;
+  /**
+   * Dispatches enqueued this long after the first one count in the steady-state enqueue→start histogram
+   * (`enqueue_to_start_after_warmup_ms`); 0 = no second histogram. The overall one always counts everything.
+   */
+  warmupMs: number;
   runMs: RunMsDistribution;
   runMsSpec: string;
   failRate: number;
@@ -57,6 +62,7 @@ export interface RawBenchOptions {
   duration?: string;
   rate?: string;
   maxPending?: string;
+  warmup?: string;
   runMs?: string;
   failRate?: string;
   interruptRate?: string;
@@ -156,6 +162,7 @@ export function parseBenchOptions(raw: RawBenchOptions, env: NodeJS.ProcessEnv =
   const dispatches =
     durationMs === null ? integer('dispatches', raw.dispatches, BENCH_DEFAULTS.dispatches, 1) : null;
   const rate = raw.rate !== undefined ? integer('rate', raw.rate, 0, 1) : null;
+  const warmupMs = raw.warmup !== undefined ? parseDurationMs('warmup', raw.warmup) : 0;
   const maxPending =
     raw.maxPending !== undefined
       ? integer('max-pending', raw.maxPending, 0, 1)
@@ -193,6 +200,7 @@ export function parseBenchOptions(raw: RawBenchOptions, env: NodeJS.ProcessEnv =
     dispatches,
     durationMs,
     rate,
+    warmupMs,
     maxPending,
     runMs,
     runMsSpec,

@@ -79,6 +79,11 @@ export interface BenchResult {
   duration_s: number;
   throughput_per_s: number;
   enqueue_to_start_ms: LatencySummary;
+  /**
+   * With `--warmup`: enqueue→start of the dispatches enqueued after the warm-up (steady state, excluding the
+   * start-up backlog of cold node processes); null without it.
+   */
+  enqueue_to_start_after_warmup_ms: (LatencySummary & { warmup_ms: number }) | null;
   live_rtt_ms: LatencySummary & { sent: number; delivered: number; not_delivered: number };
   /** Bare NATS request-reply to the same node right after each live command (empty without NATS). */
   raw_nats_rtt_ms: LatencySummary;
@@ -144,6 +149,13 @@ export function formatResult(r: BenchResult): string {
         ? '  (includes queueing: everything is submitted at once; --rate N for a paced load)'
         : ''),
   );
+  if (r.enqueue_to_start_after_warmup_ms) {
+    const w = r.enqueue_to_start_after_warmup_ms;
+    lines.push(
+      latencyLine('enqueue→start after warm-up', w) +
+        `  (dispatches enqueued ${(w.warmup_ms / 1000).toFixed(1)} s or more after the first)`,
+    );
+  }
   lines.push(
     latencyLine('live round trip', r.live_rtt_ms) +
       `  sent ${n(r.live_rtt_ms.sent)}, delivered ${n(r.live_rtt_ms.delivered)}, not delivered ${n(r.live_rtt_ms.not_delivered)}`,

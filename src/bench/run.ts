@@ -130,6 +130,10 @@ class RunState {
   readonly stats = new Map<string, NodeStats>();
   readonly enqueueTimes = new EnqueueTimes();
   readonly e2s = new LatencyHistogram();
+  /** enqueue→start of dispatches enqueued once the warm-up was over (`--warmup`). */
+  readonly e2sAfterWarmup = new LatencyHistogram();
+  /** preciseNow() of the first enqueue; NaN before it. */
+  firstEnqueueAt = Number.NaN;
   readonly live = new LatencyHistogram();
   readonly rawNats = new LatencyHistogram();
   readonly release = new LatencyHistogram();
@@ -150,6 +154,7 @@ class RunState {
 
   destroy(): void {
     this.e2s.destroy();
+    this.e2sAfterWarmup.destroy();
     this.live.destroy();
     this.rawNats.destroy();
     this.release.destroy();
@@ -287,6 +292,9 @@ export async function runBench(opts: BenchOptions, io: BenchIO): Promise<BenchRe
           const enqueuedAt = idx >= 0 ? state.enqueueTimes.take(idx) : Number.NaN;
           if (!Number.isNaN(enqueuedAt)) {
             state.e2s.recordMs(msg.at - enqueuedAt);
+            if (opts.warmupMs > 0 && enqueuedAt >= state.firstEnqueueAt + opts.warmupMs) {
+              state.e2sAfterWarmup.recordMs(msg.at - enqueuedAt);
+            }
             state.timeline.e2sInterval.recordMs(msg.at - enqueuedAt);
           }
           state.log.start({
@@ -407,7 +415,9 @@ export async function runBench(opts: BenchOptions, io: BenchIO): Promise<BenchRe
       },
       async (i) => {
         const now = Date.now();
-        state.enqueueTimes.set(i, preciseNow());
+        const enqueuedAt = preciseNow();
+        if (Number.isNaN(state.firstEnqueueAt)) state.firstEnqueueAt = enqueuedAt;
+        state.enqueueTimes.set(i, enqueuedAt);
         await store.enqueue(
           queuedDispatch({
             dispatch_id: dispatchIdOf(i),
@@ -565,6 +575,8 @@ export async function runBench(opts: BenchOptions, io: BenchIO): Promise<BenchRe
       duration_s: Math.round(durationS * 1000) / 1000,
       throughput_per_s: Math.round((rc.Acked / durationS) * 10) / 10,
       enqueue_to_start_ms: state.e2s.summary(),
+      enqueue_to_start_after_warmup_ms:
+        opts.warmupMs > 0 ? { ...state.e2sAfterWarmup.summary(), warmup_ms: opts.warmupMs } : null,
       live_rtt_ms: {
         ...state.live.summary(),
         sent: state.liveSent,

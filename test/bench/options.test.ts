@@ -29,6 +29,7 @@ describe('bench options', () => {
       dispatches: BENCH_DEFAULTS.dispatches,
       durationMs: null,
       rate: null,
+      warmupMs: 0,
       maxPending: null,
       runMsSpec: BENCH_DEFAULTS.runMs,
       killNodeAt: null,
@@ -58,6 +59,7 @@ describe('bench options', () => {
         threads: '16',
         duration: '10s',
         rate: '500',
+        warmup: '2s',
         runMs: 'uniform:1-3',
         failRate: '0.1',
         interruptRate: '0.05',
@@ -79,6 +81,7 @@ describe('bench options', () => {
       durationMs: 10_000,
       maxPending: 16 * 16,
       rate: 500,
+      warmupMs: 2000,
       runMs: { kind: 'uniform', min: 1, max: 3 },
       failRate: 0.1,
       interruptRate: 0.05,
@@ -99,6 +102,7 @@ describe('bench options', () => {
     expect(validationOf(() => parseBenchOptions({ backend: 'sqlite' }, env)).message).toMatch(/--backend/);
     expect(validationOf(() => parseBenchOptions({ signals: 'kafka' }, env)).message).toMatch(/--signals/);
     expect(validationOf(() => parseBenchOptions({ runMs: 'soon' }, env)).message).toMatch(/--run-ms/);
+    expect(validationOf(() => parseBenchOptions({ warmup: 'later' }, env)).message).toMatch(/--warmup/);
     expect(validationOf(() => parseBenchOptions({ dispatches: '10', duration: '1s' }, env)).message).toMatch(
       /exclusive/,
     );

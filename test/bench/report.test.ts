@@ -33,6 +33,7 @@ function sampleResult(over: Partial<BenchResult> = {}): BenchResult {
     duration_s: 1.5,
     throughput_per_s: 66.7,
     enqueue_to_start_ms: latency,
+    enqueue_to_start_after_warmup_ms: null,
     live_rtt_ms: { ...latency, sent: 10, delivered: 10, not_delivered: 0 },
     raw_nats_rtt_ms: { ...latency, p99: 2 },
     interrupt_release_ms: {
@@ -186,6 +187,19 @@ describe('result rendering', () => {
     expect(text).toContain('killed node-2 with SIGKILL');
     expect(text).toMatch(/invariants: .* OK/);
     expect(text).toMatch(/raw NATS request-reply .* live p99 \/ raw p99 = 1\.50×/);
+    expect(text).not.toMatch(/after warm-up/);
+  });
+
+  it('with --warmup the text and the JSON carry the steady-state enqueue→start', () => {
+    const r = sampleResult({
+      enqueue_to_start_after_warmup_ms: { ...latency, p99: 2.5, warmup_ms: 3000 },
+    });
+    expect(formatResult(r)).toMatch(
+      /enqueue→start after warm-up .*2\.5.*enqueued 3\.0 s or more after the first/,
+    );
+    expect(resultForJson(r)).toMatchObject({
+      enqueue_to_start_after_warmup_ms: { p99: 2.5, warmup_ms: 3000 },
+    });
   });
 });
 
