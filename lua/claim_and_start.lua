@@ -4,10 +4,8 @@
 -- ARGV: thread, consumer, token, now, lease_until, instance.
 -- Reply: {'ok'} (nothing claimed) or {'ok', started record}.
 return run(function()
-  local token, now_s = arg(3), arg(4)
-  local chosen = claim_thread(arg(1), arg(2), token, now_s, arg(5), 1,
+  local r = claim_and_start_thread(arg(1), arg(2), arg(3), arg(4), arg(5), arg(6),
     { KEYS[10], KEYS[11], KEYS[12], KEYS[13] })
-  local r = chosen[1]
   if r == nil then return { 'ok' } end
-  return { 'ok', flat(start_dispatch(r.dispatch_id, token, arg(6), now_s)) }
+  return { 'ok', flat(r) }
 end)

@@ -11,18 +11,12 @@ return run(function()
   local id, token, now_s = arg(1), arg(2), arg(3)
   record_result(id, token, now_s, 4)
   ack_dispatch(id, token, now_s)
-  local next_token = arg(15)
-  local ok, res = pcall(function()
-    local chosen = claim_thread(arg(13), arg(14), next_token, now_s, arg(16), 1,
-      { KEYS[11], KEYS[12], KEYS[13], KEYS[14] })
-    local r = chosen[1]
-    if r == nil then return nil end
-    return flat(start_dispatch(r.dispatch_id, next_token, arg(17), now_s))
-  end)
+  local ok, res = pcall(claim_and_start_thread, arg(13), arg(14), arg(15), now_s, arg(16), arg(17),
+    { KEYS[11], KEYS[12], KEYS[13], KEYS[14] })
   if not ok then
     if type(res) == 'table' and res.awaken then return { 'ok', 'claim-err', res.kind, res.detail } end
     error(res, 0)
   end
   if res == nil then return { 'ok' } end
-  return { 'ok', res }
+  return { 'ok', flat(res) }
 end)

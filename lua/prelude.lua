@@ -430,6 +430,15 @@ end
 -- record_run_result: the result is the 8 script arguments from arg(first): run_id, dispatch_instance_id,
 -- status, then (flag, value) for termination (JSON), response and error; flag '1' = present, '0' = null.
 -- Status stays Claimed. Returns the written record.
+-- claim(limit 1) on thread t then record_dispatch_start on the claimed record, with the claim's token
+-- (the fused claim_and_start). `keys`: the thread's ready, waiting, Claimed and stale-Queued sets.
+-- Returns the started record, or nil when nothing was claimed.
+local function claim_and_start_thread(t, consumer, token, now_s, lease_s, instance, keys)
+  local r = claim_thread(t, consumer, token, now_s, lease_s, 1, keys)[1]
+  if r == nil then return nil end
+  return start_dispatch(r.dispatch_id, token, instance, now_s)
+end
+
 local function record_result(id, token, now_s, first)
   local r = owner_guard(id, token, now_s, REASON_BEFORE_RESULT, true)
   local run_id = arg(first)

@@ -71,17 +71,19 @@ export function deadline(now: number, delta: number, name: string): number {
 
 /**
  * The lease arguments every claim takes, validated in the contract's order: `consumer_id`, `lease_ms`,
- * `now`, then the lease deadline `now + lease_ms`. `idOf` lets a store apply a stricter id check.
+ * `now`, then the lease deadline `now + lease_ms`. `idOf` lets a store apply a stricter id check; `prefix`
+ * goes in front of the field names (`next.` for the claim `completeAndClaimNext` chains).
  */
 export function claimLease(
   consumerId: unknown,
   leaseMs: unknown,
   now: unknown,
   idOf: (name: string, value: unknown) => string = id,
+  prefix = '',
 ): { consumer: string; leaseUntil: number } {
-  const consumer = idOf('consumer_id', consumerId);
-  const lease = u64('lease_ms', leaseMs);
-  return { consumer, leaseUntil: deadline(u64('now', now), lease, 'lease_ms') };
+  const consumer = idOf(`${prefix}consumer_id`, consumerId);
+  const lease = u64(`${prefix}lease_ms`, leaseMs);
+  return { consumer, leaseUntil: deadline(u64(`${prefix}now`, now), lease, `${prefix}lease_ms`) };
 }
 
 /**
@@ -96,9 +98,7 @@ export function nextClaim(
   if (typeof next !== 'object' || next === null) fail('next must be an object');
   const n = next as Record<string, unknown>;
   const threadId = idOf('next.thread_id', n.threadId);
-  const consumer = idOf('next.consumer_id', n.consumerId);
-  const lease = u64('next.lease_ms', n.leaseMs);
-  const leaseUntil = deadline(now, lease, 'next.lease_ms');
+  const { consumer, leaseUntil } = claimLease(n.consumerId, n.leaseMs, now, idOf, 'next.');
   const instance = idOf('next.dispatch_instance_id', n.dispatchInstanceId);
   return { threadId, consumer, leaseUntil, instance };
 }

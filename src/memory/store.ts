@@ -158,6 +158,17 @@ export class MemoryMailboxStore implements MailboxStore, FusedMailboxStore {
     const { consumer, leaseUntil } = args.claimLease(consumerId, leaseMs, now);
     const instance = args.id('dispatch_instance_id', dispatchInstanceId);
     this.#assertOpen();
+    return this.#claimAndStartNow(threadKey, consumer, leaseUntil, now, instance);
+  }
+
+  /** The synchronous body of `claimAndStart` (arguments already validated); a copy of the started record. */
+  #claimAndStartNow(
+    threadKey: string,
+    consumer: string,
+    leaseUntil: number,
+    now: number,
+    instance: string,
+  ): RunDispatch | null {
     const [claimed] = this.#claimNow(threadKey, consumer, leaseUntil, now, 1);
     return claimed === undefined ? null : copyRecord(this.#startNow(claimed, instance, now));
   }
@@ -281,8 +292,7 @@ export class MemoryMailboxStore implements MailboxStore, FusedMailboxStore {
   ): Promise<void> {
     const { id, token, r } = resultArgs(dispatchId, claimToken, result, now);
     this.#assertOpen();
-    this.#recordResultNow(id, token, r, now);
-    this.#ackNow(id, token, now);
+    this.#completeNow(id, token, r, now);
   }
 
   /** Fused `completeAndAck` + `claimAndStart` (src/contract/fused.ts), with no await in between. */
@@ -296,17 +306,21 @@ export class MemoryMailboxStore implements MailboxStore, FusedMailboxStore {
     const { id, token, r } = resultArgs(dispatchId, claimToken, result, now);
     const claim = args.nextClaim(next, now);
     this.#assertOpen();
-    this.#recordResultNow(id, token, r, now);
-    this.#ackNow(id, token, now);
+    this.#completeNow(id, token, r, now);
     try {
-      const [claimed] = this.#claimNow(claim.threadId, claim.consumer, claim.leaseUntil, now, 1);
       return {
-        next: claimed === undefined ? null : copyRecord(this.#startNow(claimed, claim.instance, now)),
+        next: this.#claimAndStartNow(claim.threadId, claim.consumer, claim.leaseUntil, now, claim.instance),
       };
     } catch (err) {
       if (err instanceof StorageError) return { next: null, claimError: err };
       throw err;
     }
+  }
+
+  /** The synchronous body of `completeAndAck`: the result, then the ack. */
+  #completeNow(id: string, token: string, r: RunDispatchResult, now: number): void {
+    this.#recordResultNow(id, token, r, now);
+    this.#ackNow(id, token, now);
   }
 
   #recordResultNow(id: string, token: string, r: RunDispatchResult, now: number): void {

@@ -112,7 +112,6 @@ const KINDS: readonly StorageErrorKind[] = [
   'Serialization',
 ];
 
-/** Unwrap `{'ok', ...}` into its payload; turn `{'err', kind, detail, expected, actual}` into a StorageError. */
 /** The StorageError a script answered as `kind, detail[, expected, actual]` (malformed → Serialization). */
 export function scriptError(
   name: ScriptName,
@@ -129,6 +128,7 @@ export function scriptError(
   return StorageError.fromKind(kind as StorageErrorKind, detail, versions);
 }
 
+/** Unwrap `{'ok', ...}` into its payload; turn `{'err', kind, detail, expected, actual}` into a StorageError. */
 export function unwrapReply(name: ScriptName, reply: unknown): unknown[] {
   if (!Array.isArray(reply) || reply.length === 0) {
     throw StorageError.serialization(`script ${name}: unexpected reply shape`);

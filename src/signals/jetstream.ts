@@ -176,25 +176,22 @@ function isApiError(err: unknown, code: number): boolean {
 }
 
 /**
- * JetStream delivered count from the ack subject:
+ * The delivered count and the stream sequence in a JetStream ack subject, or null when `reply` is not one
+ * (or carries no valid delivered count); `streamSeq` is 0 when missing or invalid.
  *   v1 `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>` (9 tokens)
  *   v2 `$JS.ACK.<domain>.<account>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>[.<rand>]`
  */
-export function deliveredCount(reply: string): number | null {
+export function ackMetadata(reply: string): { delivered: number; streamSeq: number } | null {
   const tokens = reply.split('.');
   if (tokens[0] !== '$JS' || tokens[1] !== 'ACK') return null;
   const at = tokens.length === 9 ? 4 : tokens.length >= 11 ? 6 : -1;
-  const n = at < 0 ? NaN : Number(tokens[at]);
-  return Number.isSafeInteger(n) && n >= 1 ? n : null;
-}
-
-/** The stream sequence in an ack subject (see `deliveredCount`), 0 if there is none. */
-export function ackStreamSeq(reply: string): number {
-  const tokens = reply.split('.');
-  if (tokens[0] !== '$JS' || tokens[1] !== 'ACK') return 0;
-  const at = tokens.length === 9 ? 5 : tokens.length >= 11 ? 7 : -1;
-  const n = at < 0 ? NaN : Number(tokens[at]);
-  return Number.isSafeInteger(n) && n >= 1 ? n : 0;
+  if (at < 0) return null;
+  const positive = (text: string | undefined): number => {
+    const n = Number(text);
+    return Number.isSafeInteger(n) && n >= 1 ? n : 0;
+  };
+  const delivered = positive(tokens[at]);
+  return delivered === 0 ? null : { delivered, streamSeq: positive(tokens[at + 1]) };
 }
 
 /** The stream sequence in a PubAck (`{"stream":"…","seq":N…}`), 0 if there is none. */
@@ -366,18 +363,18 @@ export function strandedConsumerReason(consumer: ConsumerInfo, stream: StreamInf
  * Detect a consumer that lags behind its stream's real content (see `strandedConsumerReason`) and
  * recreate it, so every message left in the stream is delivered again (duplicates are harmless: signals
  * are filtered against the store). A suspicion is confirmed after a pause, so an ack whose deletion is
- * still in flight is not mistaken for a stranded message. Returns whether the consumer was recreated.
+ * still in flight is not mistaken for a stranded message.
  */
 async function repairStrandedConsumer(
   jsm: JetStreamManager,
   s: Settings,
   logger: Logger,
   knownReason?: string,
-): Promise<boolean> {
+): Promise<void> {
   let reason = knownReason ?? null;
   if (reason === null) {
     const first = await jsm.consumers.info(s.streamName, SIGNAL_CONSUMER_NAME);
-    if (strandedConsumerReason(first, await jsm.streams.info(s.streamName)) === null) return false;
+    if (strandedConsumerReason(first, await jsm.streams.info(s.streamName)) === null) return;
     await new Promise((r) => setTimeout(r, STRANDED_CONFIRM_MS).unref());
     const again = await jsm.consumers.info(s.streamName, SIGNAL_CONSUMER_NAME);
     const stream = await jsm.streams.info(s.streamName);
@@ -387,7 +384,7 @@ async function repairStrandedConsumer(
       { ...again, ack_floor: { ...again.ack_floor, stream_seq: floor } },
       stream,
     );
-    if (reason === null) return false;
+    if (reason === null) return;
   }
   logger.warn?.('jetstream signals: consumer lags its stream (server lost state); recreating it', {
     stream: s.streamName,
@@ -400,7 +397,6 @@ async function repairStrandedConsumer(
     if (!isApiError(err, 10014)) throw err;
   }
   await ensureConsumer(jsm, s);
-  return true;
 }
 
 function verifyStream(info: StreamInfo, s: Settings): void {
@@ -685,16 +681,15 @@ class JetStreamSignalTransport implements SignalTransport {
     const out: RawSignal[] = [];
     for (const msg of msgs) {
       const reply = msg.reply ?? '';
-      const delivered = deliveredCount(reply);
-      if (delivered === null) {
+      const ack = ackMetadata(reply);
+      if (ack === null) {
         this.#warn('no-ack-subject', 'jetstream signals: message without an ack subject skipped', {
           subject: msg.subject,
         });
         continue;
       }
-      const streamSeq = ackStreamSeq(reply);
-      if (streamSeq > this.#highestSeq) this.#highestSeq = streamSeq;
-      const receipt = new JetStreamReceipt(this.#nc, reply, delivered);
+      if (ack.streamSeq > this.#highestSeq) this.#highestSeq = ack.streamSeq;
+      const receipt = new JetStreamReceipt(this.#nc, reply, ack.delivered);
       const decoded = this.#decode(msg);
       if (decoded === null) {
         // Unroutable or blank: nothing can act on it, so ack and drop (upstream-nats.md §2.4).
@@ -907,7 +902,6 @@ class JetStreamSignalTransport implements SignalTransport {
       return;
     }
     this.#checking = repairStrandedConsumer(this.#jsm, this.#settings, this.#logger, knownReason)
-      .then(() => undefined)
       .catch((err: unknown) => {
         if (attempts > 1 && !this.#closed) {
           this.#recheckTimer = setTimeout(() => {

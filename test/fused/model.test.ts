@@ -90,6 +90,28 @@ const programArb = fc.array(fc.tuple(fc.integer({ min: 0, max: 400 }), opArb), {
   maxLength: 30,
 });
 
+/**
+ * The thread's Claimed dispatch as the Mailbox completes it: its id, its own token and the run ids of its
+ * result (`matchRun` false = a mismatching run_id); null when the thread has no claim.
+ */
+async function activeClaim(
+  s: MailboxStore,
+  thread: string,
+  matchRun: boolean,
+  instance: string,
+): Promise<{ did: string; tok: string; base: { run_id: string; dispatch_instance_id: string } } | null> {
+  const [active] = await s.listDispatches(thread, ['Claimed'], 1, 0);
+  if (!active) return null;
+  return {
+    did: active.dispatch_id,
+    tok: active.claim_token ?? 'no-token',
+    base: {
+      run_id: matchRun ? active.run_id : 'other-run',
+      dispatch_instance_id: active.dispatch_instance_id ?? instance,
+    },
+  };
+}
+
 /** One step; `fused` picks the fused operation or the sequential pair for the three fused cases. */
 function apply(
   store: FusedMailboxStore,
@@ -136,13 +158,11 @@ function apply(
           : resultThenAck(s, op.id, tok, result, now);
       }
       case 'completeActive': {
-        const [active] = await s.listDispatches(op.thread, ['Claimed'], 1, 0);
+        const active = await activeClaim(s, op.thread, op.matchRun, instance);
         if (!active) return 'no active claim';
-        const did = active.dispatch_id;
-        const tok = active.claim_token ?? 'no-token';
+        const { did, tok, base } = active;
         const result = {
-          run_id: op.matchRun ? active.run_id : 'other-run',
-          dispatch_instance_id: active.dispatch_instance_id ?? instance,
+          ...base,
           status: 'waiting' as const,
           termination: { type: 'suspended' as const },
           error: 'paused',
@@ -150,13 +170,11 @@ function apply(
         return fused ? store.completeAndAck(did, tok, result, now) : resultThenAck(s, did, tok, result, now);
       }
       case 'completeActiveAndClaim': {
-        const [active] = await s.listDispatches(op.thread, ['Claimed'], 1, 0);
+        const active = await activeClaim(s, op.thread, op.matchRun, instance);
         if (!active) return 'no active claim';
-        const did = active.dispatch_id;
-        const tok = active.claim_token ?? 'no-token';
+        const { did, tok, base } = active;
         const result = {
-          run_id: op.matchRun ? active.run_id : 'other-run',
-          dispatch_instance_id: active.dispatch_instance_id ?? instance,
+          ...base,
           status: 'done' as const,
           termination: { type: 'natural_end' as const },
           response: 'ok',

@@ -308,7 +308,12 @@ export function defineMailboxSuite(kind: BackendKind): void {
       expect(recorder.ofRun('short')[0]!.commands).toEqual([]);
     });
 
-    it('aborts a run whose lease is lost (claim superseded behind its back)', async () => {
+    /** One node with fast renewals running `doomed` until it is aborted; resolves once it started. */
+    async function startDoomedRun(): Promise<{
+      store: MailboxStore;
+      recorder: Recorder;
+      dispatchId: string;
+    }> {
       const recorder = new Recorder().on('doomed', behaviours.untilAborted());
       const {
         stores: [store],
@@ -316,28 +321,27 @@ export function defineMailboxSuite(kind: BackendKind): void {
       } = await nodes(1, recorder, { leaseMs: 1_500, leaseRenewalIntervalMs: 200 });
       const sub = await a!.submit({ threadId: 'lease', runId: 'doomed' });
       await eventually('doomed run to start', () => recorder.ofRun('doomed').length === 1);
+      return { store: store!, recorder, dispatchId: sub.dispatchId };
+    }
+
+    it('aborts a run whose lease is lost (claim superseded behind its back)', async () => {
+      const { store, recorder, dispatchId } = await startDoomedRun();
       // Superseded straight through the store: the Mailbox does not hear of it, its next renewal does.
-      const claimed = await store!.loadDispatch(sub.dispatchId);
-      await store!.supersedeClaimed(sub.dispatchId, claimed?.claim_token ?? '', Date.now(), 'taken away');
+      const claimed = await store.loadDispatch(dispatchId);
+      await store.supersedeClaimed(dispatchId, claimed?.claim_token ?? '', Date.now(), 'taken away');
       await eventually('doomed run to end', () => recorder.ofRun('doomed')[0]!.end !== null, 5_000);
       expect(recorder.ofRun('doomed')[0]!.abortReason).toBe('lease-lost');
     });
 
     it('aborts a run whose thread was interrupted behind its back, and releases it after the run ends', async () => {
-      const recorder = new Recorder().on('doomed', behaviours.untilAborted());
-      const {
-        stores: [store],
-        nodes: [a],
-      } = await nodes(1, recorder, { leaseMs: 1_500, leaseRenewalIntervalMs: 200 });
-      const sub = await a!.submit({ threadId: 'lease', runId: 'doomed' });
-      await eventually('doomed run to start', () => recorder.ofRun('doomed').length === 1);
+      const { store, recorder, dispatchId } = await startDoomedRun();
       // An interrupt straight through the store: the renewal sees the newer epoch and aborts the run instead
       // of renewing (which would supersede the claim while the executor still runs).
-      await store!.interrupt('lease', Date.now());
+      await store.interrupt('lease', Date.now());
       await eventually('doomed run to end', () => recorder.ofRun('doomed')[0]!.end !== null, 5_000);
       const run = recorder.ofRun('doomed')[0]!;
       expect(run.abortReason).toBe('interrupt');
-      const released = await loadStatus(store!, sub.dispatchId, 'Superseded');
+      const released = await loadStatus(store, dispatchId, 'Superseded');
       expect(run.endedAt).not.toBeNull();
       expect(released.completed_at ?? 0).toBeGreaterThanOrEqual(run.endedAt ?? Infinity);
     });

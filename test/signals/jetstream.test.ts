@@ -6,9 +6,8 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { AckPolicy, RetentionPolicy, StorageType, jetstreamManager } from '@nats-io/jetstream';
 import { StorageError } from '../../src/contract/errors.js';
 import {
-  ackStreamSeq,
+  ackMetadata,
   createJetStreamSignals,
-  deliveredCount,
   pubAckSeq,
   strandedConsumerReason,
   signalStreamName,
@@ -96,16 +95,16 @@ describe('jetstream signals: naming and topology', () => {
   });
 
   it('parses the delivered count from v1 and v2 ack subjects', () => {
-    expect(deliveredCount('$JS.ACK.S.C.3.10.9.1700000000000000000.0')).toBe(3);
-    expect(deliveredCount('$JS.ACK.dom.acchash.S.C.2.10.9.1700000000000000000.0.rnd')).toBe(2);
-    expect(deliveredCount('$JS.ACK.S.C')).toBeNull();
-    expect(deliveredCount('_INBOX.x')).toBeNull();
+    expect(ackMetadata('$JS.ACK.S.C.3.10.9.1700000000000000000.0')?.delivered).toBe(3);
+    expect(ackMetadata('$JS.ACK.dom.acchash.S.C.2.10.9.1700000000000000000.0.rnd')?.delivered).toBe(2);
+    expect(ackMetadata('$JS.ACK.S.C')).toBeNull();
+    expect(ackMetadata('_INBOX.x')).toBeNull();
   });
 
   it('parses the stream sequence from ack subjects and PubAcks', () => {
-    expect(ackStreamSeq('$JS.ACK.S.C.3.10.9.1700000000000000000.0')).toBe(10);
-    expect(ackStreamSeq('$JS.ACK.dom.acchash.S.C.2.11.9.1700000000000000000.0.rnd')).toBe(11);
-    expect(ackStreamSeq('$JS.ACK.S.C')).toBe(0);
+    expect(ackMetadata('$JS.ACK.S.C.3.10.9.1700000000000000000.0')?.streamSeq).toBe(10);
+    expect(ackMetadata('$JS.ACK.dom.acchash.S.C.2.11.9.1700000000000000000.0.rnd')?.streamSeq).toBe(11);
+    expect(ackMetadata('$JS.ACK.S.C.3.x.9.1700000000000000000.0')).toEqual({ delivered: 3, streamSeq: 0 });
     const enc = (text: string): Uint8Array => new TextEncoder().encode(text);
     expect(pubAckSeq(enc('{"stream":"AWAKEN_DISPATCH_x", "seq":42}'))).toBe(42);
     expect(pubAckSeq(enc('{"stream":"S","domain":"d","seq":7,"duplicate":true}'))).toBe(7);
