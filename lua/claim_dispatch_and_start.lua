@@ -3,7 +3,7 @@
 -- ARGV: id, consumer, token, now, lease_until, instance. Reply: {'ok'} (not claimed) or {'ok', started record}.
 return run(function()
   local id, token, now_s = arg(1), arg(3), arg(4)
-  local r = claim_by_id(id, arg(2), token, now_s, arg(5))
+  local r = claim_by_id(id, arg(2), token, now_s, arg(5), arg(6))
   if r == nil then return { 'ok' } end
-  return { 'ok', flat(start_dispatch(id, token, arg(6), now_s)) }
+  return { 'ok', flat(r) }
 end)

@@ -5,7 +5,6 @@
 -- termination (JSON), response and error. Reply: {'ok'}.
 return run(function()
   local id, token, now_s = arg(1), arg(2), arg(3)
-  record_result(id, token, now_s, 4)
-  ack_dispatch(id, token, now_s)
+  complete_and_ack(id, token, now_s, 4)
   return { 'ok' }
 end)

@@ -9,8 +9,7 @@
 -- Reply: {'ok'} (nothing claimed), {'ok', started record} or {'ok', 'claim-err', kind, detail}.
 return run(function()
   local id, token, now_s = arg(1), arg(2), arg(3)
-  record_result(id, token, now_s, 4)
-  ack_dispatch(id, token, now_s)
+  complete_and_ack(id, token, now_s, 4)
   local ok, res = pcall(claim_and_start_thread, arg(13), arg(14), arg(15), now_s, arg(16), arg(17),
     { KEYS[11], KEYS[12], KEYS[13], KEYS[14] })
   if not ok then

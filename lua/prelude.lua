@@ -6,20 +6,26 @@
 -- Keys of ids only known inside a script (a record found via an index, a thread read from a record) are
 -- derived from KEYS[1], the hash-tagged prefix, so they always share the slot of the keys passed in.
 
-local PREFIX = KEYS[1]
-local K_COUNTS = KEYS[2]
-local K_LEASES = KEYS[3]
-local K_TERMINAL = KEYS[4]
-local K_QTHREADS = KEYS[5]
-local K_DUE = KEYS[6]
-local K_STREAM = KEYS[7]
-local K_DRAINED = KEYS[8]
-
+-- Per-call state. The prelude is loaded once as a Redis Functions library (or, on servers without
+-- Functions, in front of every EVAL script); `begin` binds each call's KEYS and ARGV before its body runs.
+local KEYS, ARGV
+local PREFIX, K_COUNTS, K_LEASES, K_TERMINAL, K_QTHREADS, K_DUE, K_STREAM, K_DRAINED
 -- '1' when the Redis Streams transport is active: a script that makes a dispatch claimable XADDs its signal.
-local SIGNAL_STREAM = ARGV[1] == '1'
+local SIGNAL_STREAM
 -- Wall clock (ms) of the caller and republish delay, only for signal bookkeeping (never for state).
-local SIGNAL_WALL = tonumber(ARGV[2]) or 0
-local REPUBLISH_MS = tonumber(ARGV[3]) or 0
+local SIGNAL_WALL, REPUBLISH_MS
+-- Priority and created_at never change after enqueue, so a record's order key is computed once per call.
+local ORDER_KEYS
+
+local function begin(keys, argv)
+  KEYS, ARGV = keys, argv
+  PREFIX, K_COUNTS, K_LEASES, K_TERMINAL = keys[1], keys[2], keys[3], keys[4]
+  K_QTHREADS, K_DUE, K_STREAM, K_DRAINED = keys[5], keys[6], keys[7], keys[8]
+  SIGNAL_STREAM = argv[1] == '1'
+  SIGNAL_WALL = tonumber(argv[2]) or 0
+  REPUBLISH_MS = tonumber(argv[3]) or 0
+  ORDER_KEYS = {}
+end
 
 local function arg(i)
   return ARGV[3 + i]
@@ -38,8 +44,6 @@ local MAX_U32 = 4294967295
 local ORDER_ID_AT = 22    -- order key = 3-digit priority | 16-digit created_at | dispatch_id
 local TERMINAL_ID_AT = 18 -- terminal key = 16-digit created_at | dispatch_id
 
--- (Comparisons rather than lookup tables: every EVALSHA re-runs this prelude, and each table it builds is
--- an allocation on the hot path.)
 local function is_terminal(s)
   return s == 'Acked' or s == 'Cancelled' or s == 'Superseded' or s == 'DeadLetter'
 end
@@ -195,9 +199,6 @@ local function load_indexed(id, expect_status, where)
   return r
 end
 
--- Priority and created_at never change after enqueue, so a record's index keys are computed once per call.
-local ORDER_KEYS = {}
-
 local function order_key(r)
   local k = ORDER_KEYS[r.dispatch_id]
   if k == nil then
@@ -223,8 +224,11 @@ local function write(r, updates)
   local hset, hdel = {}, {}
   for f, v in pairs(updates) do
     if v == false then
-      r[f] = nil
-      hdel[#hdel + 1] = f
+      -- Only fields the record has: an HDEL of absent fields would be a wasted call on the hot path.
+      if r[f] ~= nil then
+        r[f] = nil
+        hdel[#hdel + 1] = f
+      end
     else
       r[f] = v
       hset[#hset + 1] = f
@@ -348,10 +352,26 @@ end
 
 -- ---- operations shared by a method's script and the fused scripts (claim_and_start, ...) ----
 
+-- Fields record_dispatch_start writes (status stays Claimed). Fused scripts merge them into the claim's
+-- own write: a start right after the claim, with the claim's token, always passes the owner guard.
+local function start_updates(instance, now_s)
+  return {
+    dispatch_instance_id = instance, run_status = 'running', termination = false, run_response = false,
+    run_error = false, completed_at = false, updated_at = now_s,
+  }
+end
+
+local function claim_updates(consumer, token, now_s, lease_s, instance)
+  local u = instance and start_updates(instance, now_s) or {}
+  u.status, u.claim_token, u.claimed_by, u.lease_until, u.updated_at = 'Claimed', token, consumer, lease_s, now_s
+  return u
+end
+
 -- claim (contract.md §5.2) of up to `limit` dispatches of thread `t`; `keys` = the thread's ready,
 -- waiting, Claimed-set and stale-Queued-set keys (passed in KEYS by the caller). Returns the claimed
--- records, already written, in claim order.
-local function claim_thread(t, consumer, token, now_s, lease_s, limit, keys)
+-- records, already written, in claim order. With `instance`, each claimed record is also started
+-- (record_dispatch_start) in the same write.
+local function claim_thread(t, consumer, token, now_s, lease_s, limit, keys, instance)
   local ready, waiting, claimed_set, stale_set = keys[1], keys[2], keys[3], keys[4]
   local now = tonumber(now_s)
   local current = thread_epoch(t)
@@ -396,13 +416,13 @@ local function claim_thread(t, consumer, token, now_s, lease_s, limit, keys)
     -- Entries superseded or demoted left the ready set, so the next unseen rank is #chosen again.
   end
   for _, r in ipairs(chosen) do
-    transition(r, { status = 'Claimed', claim_token = token, claimed_by = consumer, lease_until = lease_s, updated_at = now_s }, now)
+    transition(r, claim_updates(consumer, token, now_s, lease_s, instance), now)
   end
   return chosen
 end
 
 -- claim_dispatch (contract.md §5.3): the claimed record, or nil. available_at is ignored (inline claim).
-local function claim_by_id(id, consumer, token, now_s, lease_s)
+local function claim_by_id(id, consumer, token, now_s, lease_s, instance)
   local r = load(id)
   if r == nil then return nil end
   check(r, id)
@@ -413,17 +433,14 @@ local function claim_by_id(id, consumer, token, now_s, lease_s)
     return nil
   end
   if redis.call('ZCARD', k_status('Claimed', r.thread_id)) > 0 then return nil end
-  transition(r, { status = 'Claimed', claim_token = token, claimed_by = consumer, lease_until = lease_s, updated_at = now_s }, tonumber(now_s))
+  transition(r, claim_updates(consumer, token, now_s, lease_s, instance), tonumber(now_s))
   return r
 end
 
 -- record_dispatch_start: status stays Claimed. Returns the written record.
 local function start_dispatch(id, token, instance, now_s)
   local r = owner_guard(id, token, now_s, REASON_BEFORE_START, true)
-  write(r, {
-    dispatch_instance_id = instance, run_status = 'running', termination = false, run_response = false,
-    run_error = false, completed_at = false, updated_at = now_s,
-  })
+  write(r, start_updates(instance, now_s))
   return r
 end
 
@@ -434,12 +451,11 @@ end
 -- (the fused claim_and_start). `keys`: the thread's ready, waiting, Claimed and stale-Queued sets.
 -- Returns the started record, or nil when nothing was claimed.
 local function claim_and_start_thread(t, consumer, token, now_s, lease_s, instance, keys)
-  local r = claim_thread(t, consumer, token, now_s, lease_s, 1, keys)[1]
-  if r == nil then return nil end
-  return start_dispatch(r.dispatch_id, token, instance, now_s)
+  return claim_thread(t, consumer, token, now_s, lease_s, 1, keys, instance)[1]
 end
 
-local function record_result(id, token, now_s, first)
+-- The checked record and the fields record_run_result writes; nothing is written yet.
+local function result_updates(id, token, now_s, first)
   local r = owner_guard(id, token, now_s, REASON_BEFORE_RESULT, true)
   local run_id = arg(first)
   if run_id ~= r.run_id then
@@ -449,16 +465,31 @@ local function record_result(id, token, now_s, first)
     if arg(first + i) == '1' then return arg(first + i + 1) end
     return false
   end
-  write(r, {
+  return r, {
     dispatch_instance_id = arg(first + 1), run_status = arg(first + 2), termination = opt(3), run_response = opt(5),
     run_error = opt(7), completed_at = now_s, updated_at = now_s,
-  })
+  }
+end
+
+local function record_result(id, token, now_s, first)
+  local r, u = result_updates(id, token, now_s, first)
+  write(r, u)
   return r
 end
 
 local function ack_dispatch(id, token, now_s)
   local r = owner_guard(id, token, now_s, REASON_CLAIMED_BY_EPOCH, false)
   transition(r, cleared({ status = 'Acked', completed_at = now_s, updated_at = now_s }, CLAIM_FIELDS), tonumber(now_s))
+  return r
+end
+
+-- record_run_result then ack (the fused complete_and_ack), as one write: the ack right after a result
+-- recorded with the same token always passes its owner guard (the record is still Claimed by that token
+-- at the epoch the result's guard just checked).
+local function complete_and_ack(id, token, now_s, first)
+  local r, u = result_updates(id, token, now_s, first)
+  u.status = 'Acked'
+  transition(r, cleared(u, CLAIM_FIELDS), tonumber(now_s))
   return r
 end
 

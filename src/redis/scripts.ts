@@ -1,7 +1,12 @@
 /**
- * Lua scripts (lua/*.lua): each one is `prelude.lua` + its body, loaded once per process, called with
- * EVALSHA and re-sent with EVAL (which caches it again) when the server answers NOSCRIPT (restart,
- * SCRIPT FLUSH, failover). Replies use the envelope described in lua/README.md.
+ * Lua scripts (lua/*.lua): `prelude.lua` holds the shared operations, each other file one store method's
+ * body. On Redis 7+ they are loaded ONCE per server as a Redis Functions library (`FUNCTION LOAD`) and called
+ * with `FCALL`: the prelude then runs once at load time instead of on every call. The library and function
+ * names carry a hash of the sources, so nodes running different versions of this package never call each
+ * other's code; a server that lost its functions (restart without persistence, `FUNCTION FLUSH`, a new
+ * failover target) answers "Function not found" and the library is loaded again before the call is re-sent.
+ * Servers without Functions get the same code as one EVAL script per method (prelude + body), called with
+ * EVALSHA and re-sent with EVAL on NOSCRIPT. Replies use the envelope described in lua/README.md.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -34,14 +39,27 @@ export const SCRIPT_NAMES = [
   'claim_dispatch_and_start',
   'complete_and_ack',
   'complete_and_claim_next',
+  // Hand-back additions (src/contract/fused.ts `HandBackMailboxStore`).
+  'release_claim',
 ] as const;
 
 export type ScriptName = (typeof SCRIPT_NAMES)[number];
 
 export interface LoadedScript {
   readonly name: ScriptName;
+  /** The EVAL form: prelude + body, bound to the call's KEYS / ARGV. */
   readonly source: string;
   readonly sha: string;
+  /** The name this method is registered under in the Functions library. */
+  readonly functionName: string;
+}
+
+export interface LuaLibrary {
+  /** `awaken_mailbox_<version>`. */
+  readonly name: string;
+  /** The `FUNCTION LOAD` source: the prelude once, then one registered function per method. */
+  readonly source: string;
+  readonly scripts: Readonly<Record<ScriptName, LoadedScript>>;
 }
 
 /** Walk up from this module to the package's `lua/` directory (works from src/ and from dist/src/). */
@@ -55,51 +73,114 @@ export function findLuaDir(): string {
   throw StorageError.io('cannot find the lua/ directory of awaken-mailbox');
 }
 
-let cached: Record<ScriptName, LoadedScript> | null = null;
+let cached: LuaLibrary | null = null;
 
-export function loadScripts(): Record<ScriptName, LoadedScript> {
+export function loadLibrary(): LuaLibrary {
   if (cached) return cached;
   const dir = findLuaDir();
   const prelude = readFileSync(join(dir, 'prelude.lua'), 'utf8');
+  const bodies = SCRIPT_NAMES.map((name) => [name, readFileSync(join(dir, `${name}.lua`), 'utf8')] as const);
+  const version = createHash('sha1')
+    .update(prelude)
+    .update(bodies.map(([name, body]) => `\0${name}\0${body}`).join(''))
+    .digest('hex')
+    .slice(0, 16);
+  const libraryName = `awaken_mailbox_${version}`;
   const scripts = {} as Record<ScriptName, LoadedScript>;
-  for (const name of SCRIPT_NAMES) {
-    const source = `${prelude}\n${readFileSync(join(dir, `${name}.lua`), 'utf8')}`;
-    scripts[name] = { name, source, sha: createHash('sha1').update(source).digest('hex') };
+  const registrations: string[] = [];
+  for (const [name, body] of bodies) {
+    // The EVAL form keeps the server's KEYS / ARGV before the prelude's locals of the same names shadow them.
+    const source = `local KEYS_IN, ARGV_IN = KEYS, ARGV\n${prelude}\nbegin(KEYS_IN, ARGV_IN)\n${body}`;
+    const functionName = `awaken_${version}_${name}`;
+    scripts[name] = {
+      name,
+      source,
+      sha: createHash('sha1').update(source).digest('hex'),
+      functionName,
+    };
+    registrations.push(
+      `redis.register_function('${functionName}', function(keys, argv)\nbegin(keys, argv)\n${body}\nend)`,
+    );
   }
-  cached = scripts;
-  return scripts;
+  cached = {
+    name: libraryName,
+    source: `#!lua name=${libraryName}\n${prelude}\n${registrations.join('\n')}\n`,
+    scripts,
+  };
+  return cached;
 }
 
-function isNoScript(err: unknown): boolean {
-  return err instanceof Error && err.message.startsWith('NOSCRIPT');
+function startsWith(err: unknown, prefix: string): boolean {
+  return err instanceof Error && err.message.startsWith(prefix);
 }
+
+const FUNCTION_MISSING = 'ERR Function not found';
+
+/** How the runner calls the Lua code: a Functions library (Redis 7+) or EVAL scripts. */
+export type LuaMode = 'functions' | 'eval';
 
 export class ScriptRunner {
   readonly #redis: Redis;
-  readonly #scripts: Record<ScriptName, LoadedScript>;
+  readonly #library: LuaLibrary;
+  #mode: LuaMode;
 
-  constructor(redis: Redis, scripts: Record<ScriptName, LoadedScript> = loadScripts()) {
+  constructor(redis: Redis, mode: LuaMode = 'functions', library: LuaLibrary = loadLibrary()) {
     this.#redis = redis;
-    this.#scripts = scripts;
+    this.#library = library;
+    this.#mode = mode;
   }
 
-  /** One round trip in the common case; two after the server lost its script cache. */
+  get mode(): LuaMode {
+    return this.#mode;
+  }
+
+  /** One round trip in the common case; two more after the server lost its functions or script cache. */
   async eval(name: ScriptName, keys: readonly string[], args: readonly string[]): Promise<unknown> {
-    const script = this.#scripts[name];
+    const script = this.#library.scripts[name];
+    if (this.#mode === 'functions') {
+      try {
+        return await this.#redis.fcall(script.functionName, keys.length, ...keys, ...args);
+      } catch (err) {
+        if (!startsWith(err, FUNCTION_MISSING)) throw err;
+        await this.#loadLibrary();
+        return await this.#redis.fcall(script.functionName, keys.length, ...keys, ...args);
+      }
+    }
     try {
       return await this.#redis.evalsha(script.sha, keys.length, ...keys, ...args);
     } catch (err) {
-      if (!isNoScript(err)) throw err;
+      if (!startsWith(err, 'NOSCRIPT')) throw err;
       return await this.#redis.eval(script.source, keys.length, ...keys, ...args);
     }
   }
 
-  /** SCRIPT LOAD every script in one pipeline (also proves the connection works). */
+  /**
+   * Load the Lua code (also proves the connection works). A server without Functions (before Redis 7)
+   * switches this runner to EVAL scripts.
+   */
   async preload(): Promise<void> {
+    if (this.#mode === 'functions') {
+      try {
+        await this.#loadLibrary();
+        return;
+      } catch (err) {
+        if (!/unknown command|unknown subcommand/i.test(err instanceof Error ? err.message : '')) throw err;
+        this.#mode = 'eval';
+      }
+    }
     const pipeline = this.#redis.pipeline();
-    for (const name of SCRIPT_NAMES) pipeline.script('LOAD', this.#scripts[name].source);
+    for (const name of SCRIPT_NAMES) pipeline.script('LOAD', this.#library.scripts[name].source);
     const results = (await pipeline.exec()) ?? [];
     for (const [err] of results) if (err) throw err;
+  }
+
+  /** `FUNCTION LOAD`; a library of the same version already there (another node loaded it) is fine. */
+  async #loadLibrary(): Promise<void> {
+    try {
+      await this.#redis.function('LOAD', this.#library.source);
+    } catch (err) {
+      if (!/already exists/i.test(err instanceof Error ? err.message : '')) throw err;
+    }
   }
 }
 

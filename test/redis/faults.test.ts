@@ -85,7 +85,8 @@ describe('Redis connection faults', () => {
     await expectAllIo(store);
 
     await server.restart();
-    // The server restarted without its script cache: the first EVALSHA answers NOSCRIPT and is re-sent.
+    // The server restarted without its functions (no persistence): the first FCALL answers "Function not
+    // found", the library is loaded again and the call re-sent.
     const d = await eventually(() => store.loadDispatch('d0'));
     expect(d?.status).toBe('Queued');
     const claimed = await eventually(() => store.claim('t-fault', 'c', 1000, 2000, 1));

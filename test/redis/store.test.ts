@@ -6,6 +6,8 @@ import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { StorageError } from '../../src/contract/errors.js';
 import { createMailboxStore, PURGE_BATCH } from '../../src/redis/index.js';
+import { redisKeys } from '../../src/redis/keys.js';
+import { ScriptRunner } from '../../src/redis/scripts.js';
 import type { CreateMailboxStoreOptions, RedisMailboxStore } from '../../src/redis/index.js';
 import { redisUrl, spawnRedis, testNamespace, type SpawnedServer } from '../support/servers.js';
 import { dispatch, namespaceKeys, openFixture } from './helpers.js';
@@ -128,7 +130,7 @@ describe('lifecycle', () => {
 });
 
 describe('scripts and round trips (own redis-server)', () => {
-  it('recovers from SCRIPT FLUSH (NOSCRIPT → EVAL) transparently', async () => {
+  it('is unaffected by SCRIPT FLUSH (its Lua code is a Functions library)', async () => {
     const server = await spawnRedis();
     spawned.push(server);
     const store = await createMailboxStore({ redis: server.url, namespace: 'flush', signals: 'none' });
@@ -141,6 +143,45 @@ describe('scripts and round trips (own redis-server)', () => {
     await store.ack('d1', claimed[0]?.claim_token as string, 2100);
     expect((await store.loadDispatch('d1'))?.status).toBe('Acked');
     await store.close();
+    raw.disconnect();
+  });
+
+  it('recovers from FUNCTION FLUSH (function not found → FUNCTION LOAD) transparently', async () => {
+    const server = await spawnRedis();
+    spawned.push(server);
+    const store = await createMailboxStore({ redis: server.url, namespace: 'fflush', signals: 'none' });
+    const raw = new Redis(server.url);
+    await store.enqueue(dispatch('d1', 't1'));
+    await raw.function('FLUSH');
+    const claimed = await store.claim('t1', 'c', 1000, 2000, 1);
+    expect(claimed.map((d) => d.dispatch_id)).toEqual(['d1']);
+    await raw.function('FLUSH');
+    await store.ack('d1', claimed[0]?.claim_token as string, 2100);
+    expect((await store.loadDispatch('d1'))?.status).toBe('Acked');
+    const libraries = (await raw.function('LIST')) as unknown[];
+    expect(libraries).toHaveLength(1);
+    await store.close();
+    raw.disconnect();
+  });
+
+  it('runs the same Lua code as EVAL scripts on servers without Functions', async () => {
+    const server = await spawnRedis();
+    spawned.push(server);
+    const raw = new Redis(server.url);
+    const runner = new ScriptRunner(raw, 'eval');
+    await runner.preload();
+    expect(runner.mode).toBe('eval');
+    const keys = redisKeys('evalmode');
+    const reply = await runner.eval(
+      'list_terminal_dispatches',
+      [...keys.scriptGlobals],
+      ['0', '0', '0', '10', '0'],
+    );
+    expect(reply).toEqual(['ok']);
+    await raw.script('FLUSH');
+    expect(
+      await runner.eval('list_terminal_dispatches', [...keys.scriptGlobals], ['0', '0', '0', '10', '0']),
+    ).toEqual(['ok']);
     raw.disconnect();
   });
 
@@ -163,19 +204,19 @@ describe('scripts and round trips (own redis-server)', () => {
     await store.enqueue(dispatch('d2', 't1', 1001));
     await settle();
     const calls: [string, () => Promise<unknown>, string][] = [
-      ['claim', () => store.claim('t1', 'c', 100, 2000, 1), 'evalsha'],
+      ['claim', () => store.claim('t1', 'c', 100, 2000, 1), 'fcall'],
       ['loadDispatch', () => store.loadDispatch('d1'), 'hgetall'],
-      ['listDispatches', () => store.listDispatches('t1', null, 10, 0), 'evalsha'],
+      ['listDispatches', () => store.listDispatches('t1', null, 10, 0), 'fcall'],
       ['countDispatchesByStatus', () => store.countDispatchesByStatus('Claimed'), 'hget'],
       ['currentDispatchEpoch', () => store.currentDispatchEpoch('t1'), 'hget'],
       ['queuedThreadIds', () => store.queuedThreadIds(), 'zrange'],
-      ['extendLease', () => store.extendLease('d1', 'tok', 10, 2000), 'evalsha'],
-      ['reclaimExpiredLeases', () => store.reclaimExpiredLeases(5000, 10), 'evalsha'],
-      ['claimDispatch', () => store.claimDispatch('d2', 'c', 100, 5000), 'evalsha'],
-      ['interruptDetailed', () => store.interruptDetailed('t1', 6000), 'evalsha'],
-      ['listTerminalDispatches', () => store.listTerminalDispatches(10, 0), 'evalsha'],
-      ['purgeTerminal', () => store.purgeTerminal(10_000), 'evalsha'],
-      ['cancel', () => store.cancel('nope', 1), 'evalsha'],
+      ['extendLease', () => store.extendLease('d1', 'tok', 10, 2000), 'fcall'],
+      ['reclaimExpiredLeases', () => store.reclaimExpiredLeases(5000, 10), 'fcall'],
+      ['claimDispatch', () => store.claimDispatch('d2', 'c', 100, 5000), 'fcall'],
+      ['interruptDetailed', () => store.interruptDetailed('t1', 6000), 'fcall'],
+      ['listTerminalDispatches', () => store.listTerminalDispatches(10, 0), 'fcall'],
+      ['purgeTerminal', () => store.purgeTerminal(10_000), 'fcall'],
+      ['cancel', () => store.cancel('nope', 1), 'fcall'],
     ];
     for (const [name, call, command] of calls) {
       await call().catch(() => undefined);
