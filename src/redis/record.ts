@@ -6,7 +6,9 @@
  */
 import { StorageError } from '../contract/errors.js';
 import { runDispatchFromWire, terminationToWire } from '../contract/codec.js';
+import { RUN_DISPATCH_STATUSES, RUN_STATUSES } from '../contract/types.js';
 import type { RunDispatch, TerminationReason } from '../contract/types.js';
+import { validateForPersist } from '../contract/validate.js';
 
 const INT_FIELDS = new Set([
   'priority',
@@ -54,8 +56,95 @@ export function pairsToObject(id: string, pairs: unknown): Record<string, string
   return out;
 }
 
+const STATUSES: ReadonlySet<string> = new Set(RUN_DISPATCH_STATUSES);
+const RUN_STATUS_SET: ReadonlySet<string> = new Set(RUN_STATUSES);
+const U32_MAX = 0xffff_ffff;
+
+function fastInt(value: string | undefined): number | null | undefined {
+  if (value === undefined) return null;
+  if (!DIGITS.test(value)) return undefined;
+  const n = Number(value);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+/**
+ * The hot-path decoder: plain checks instead of the schema for the records the store hands to a running
+ * node (every claim returns one). It accepts a subset of what `recordFromHash`'s validating path accepts and
+ * returns the same record; anything it is unsure of (a termination to parse, a bad field) answers
+ * `undefined`, and the validating path then decodes the record or names exactly what is wrong.
+ */
+export function decodeCommonRecord(id: string, f: Readonly<Record<string, string>>): RunDispatch | undefined {
+  if (f.dispatch_id !== id || f.termination !== undefined) return undefined;
+  const { thread_id, run_id, status } = f;
+  if (thread_id === undefined || run_id === undefined || status === undefined || !STATUSES.has(status)) {
+    return undefined;
+  }
+  const runStatus = f.run_status;
+  if (runStatus !== undefined && !RUN_STATUS_SET.has(runStatus)) return undefined;
+  const priority = fastInt(f.priority);
+  const epoch = fastInt(f.dispatch_epoch);
+  const availableAt = fastInt(f.available_at);
+  const attempts = fastInt(f.attempt_count);
+  const maxAttempts = fastInt(f.max_attempts);
+  const createdAt = fastInt(f.created_at);
+  const updatedAt = fastInt(f.updated_at);
+  const leaseUntil = fastInt(f.lease_until);
+  const completedAt = fastInt(f.completed_at);
+  if (
+    priority == null ||
+    priority > 255 ||
+    epoch == null ||
+    availableAt == null ||
+    attempts == null ||
+    attempts > U32_MAX ||
+    maxAttempts == null ||
+    maxAttempts > U32_MAX ||
+    createdAt == null ||
+    updatedAt == null ||
+    leaseUntil === undefined ||
+    completedAt === undefined
+  ) {
+    return undefined;
+  }
+  const d: RunDispatch = {
+    dispatch_id: id,
+    thread_id,
+    run_id,
+    priority,
+    dedupe_key: f.dedupe_key ?? null,
+    dispatch_epoch: epoch,
+    status: status as RunDispatch['status'],
+    available_at: availableAt,
+    attempt_count: attempts,
+    max_attempts: maxAttempts,
+    last_error: f.last_error ?? null,
+    claim_token: f.claim_token ?? null,
+    claimed_by: f.claimed_by ?? null,
+    lease_until: leaseUntil,
+    dispatch_instance_id: f.dispatch_instance_id ?? null,
+    run_status: (runStatus ?? null) as RunDispatch['run_status'],
+    termination: null,
+    run_response: f.run_response ?? null,
+    run_error: f.run_error ?? null,
+    completed_at: completedAt,
+    created_at: createdAt,
+    updated_at: updatedAt,
+  };
+  try {
+    validateForPersist(d);
+  } catch {
+    return undefined;
+  }
+  return d;
+}
+
 /** Decode and validate a stored record. `id` is the id the caller looked up (the key's id). */
 export function recordFromHash(id: string, fields: Readonly<Record<string, string>>): RunDispatch {
+  return decodeCommonRecord(id, fields) ?? decodeRecordWithSchema(id, fields);
+}
+
+/** The validating path: the contract codec's schema, with error messages that name the bad field. */
+export function decodeRecordWithSchema(id: string, fields: Readonly<Record<string, string>>): RunDispatch {
   const fail = (what: string): StorageError => StorageError.serialization(`dispatch '${id}': ${what}`);
   for (const field of REQUIRED_FIELDS) {
     if (fields[field] === undefined) throw fail(`field ${field} is missing`);
