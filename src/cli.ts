@@ -46,8 +46,14 @@ function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
   program
     .command('bench')
     .description('run a workload through Mailbox nodes and check the mailbox invariants afterwards')
-    .option('--backend <kind>', 'memory | redis (default: redis + nats when reachable, else memory)')
-    .option('--redis <url>', `Redis URL (default $REDIS_URL or ${defaultRedisUrl({})})`)
+    .option(
+      '--backend <kind>',
+      'memory | redis (default: redis + nats when reachable, else memory unless a Redis was named)',
+    )
+    .option(
+      '--redis <url>',
+      `Redis URL (default $REDIS_URL or ${defaultRedisUrl({})}; a named one that does not answer is an error)`,
+    )
     .option('--nats <url>', `NATS URL (default $NATS_URL or ${defaultNatsUrl({})})`)
     .option('--no-nats', 'do not use NATS (Redis Streams signals, no live commands)')
     .option('--signals <kind>', 'jetstream | redis-streams | none (default: jetstream when NATS has it)')
@@ -119,7 +125,10 @@ function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
     .option('--progress <mode>', 'auto | tty | lines | off', 'auto')
     .option('--json', 'print one JSON object with the results on stdout')
     .option('--report <file>', 'write a self-contained HTML report with charts')
-    .option('--baseline <name>', 'also run the same workload through bullmq and report the ratio')
+    .option(
+      '--baseline <names>',
+      'also run the same workload through bullmq, groupmq or both (bullmq,groupmq) and report the ratios',
+    )
     .action(async (raw: RawBenchOptions) => {
       const opts = parseBenchOptions(raw, io.env);
       const controller = new AbortController();

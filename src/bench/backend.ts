@@ -1,6 +1,7 @@
 /**
  * Which store a bench run uses, how to reach it, and the default choice: Redis + NATS when both answer at the
- * given (or default) URLs, Redis alone (Redis Streams signals) when only Redis answers, else the memory store.
+ * given (or default) URLs, Redis alone (Redis Streams signals) when only Redis answers, else the memory store —
+ * but only when no Redis was named: a Redis given by `--redis` or `$REDIS_URL` that does not answer is an error.
  */
 import type { MailboxStore } from '../contract/store.js';
 import { tcpProbe } from '../util/tcp-probe.js';
@@ -67,6 +68,8 @@ export interface BackendChoice {
 export interface ChooseBackendInput {
   backend: 'memory' | 'redis' | 'auto';
   redis: string;
+  /** Who named `redis` (`--redis`, `$REDIS_URL`); null or absent: the built-in default. */
+  redisSource?: string | null;
   /** null: do not use NATS at all (`--no-nats`). */
   nats: string | null;
   /** Explicit `--signals`, if given. */
@@ -87,6 +90,12 @@ export async function chooseBackend(input: ChooseBackendInput): Promise<BackendC
   if (!redisUp) {
     if (input.backend === 'redis')
       throw new Error(`Redis is not reachable at ${input.redis} (--backend redis)`);
+    if (input.redisSource) {
+      throw new Error(
+        `Redis is not reachable at ${input.redis} (given by ${input.redisSource}): start it or fix the URL, ` +
+          'or use --backend memory',
+      );
+    }
     return { spec: { kind: 'memory' }, reason: `memory backend: Redis is not reachable at ${input.redis}` };
   }
   let nats: string | null = null;

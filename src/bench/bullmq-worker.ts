@@ -4,6 +4,7 @@
  * dev dependency, so it is imported only when the baseline is asked for.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { loadPeerPackage } from './peer-package.js';
 import type { NodeMessage } from './protocol.js';
 import { preciseNow } from './protocol.js';
 import { sampleRunMs } from './run-ms.js';
@@ -25,17 +26,8 @@ export interface BaselineJobData {
   run_id: string;
 }
 
-export async function loadBullmq(): Promise<typeof import('bullmq')> {
-  try {
-    return await import('bullmq');
-  } catch (err) {
-    throw new Error(
-      `--baseline bullmq needs the 'bullmq' package (a dev dependency): ${(err as Error).message}`,
-      {
-        cause: err,
-      },
-    );
-  }
+export function loadBullmq(): Promise<typeof import('bullmq')> {
+  return loadPeerPackage('bullmq', () => import('bullmq'));
 }
 
 /** Start the worker; resolves with its stop function once it is connected. */

@@ -19,6 +19,7 @@ const mailboxConfigSchema = z
     signalFetchExpiresMs: positiveInt,
     signalNackBaseDelayMs: positiveInt,
     signalNackMaxDelayMs: positiveInt,
+    concurrency: positiveInt,
     maxConcurrentHandlers: positiveInt,
     remoteCancelWaitMs: positiveInt,
     remoteCancelPollMs: positiveInt,
@@ -55,11 +56,23 @@ export const nodeConfigSchema = z.discriminatedUnion('mode', [
     runMs: z.string().min(1),
     failRate: z.number().min(0).max(1),
   }),
+  z.object({
+    mode: z.literal('groupmq'),
+    node: z.string().min(1),
+    redis: z.string().min(1),
+    namespace: z.string().min(1),
+    concurrency: positiveInt,
+    runMs: z.string().min(1),
+    failRate: z.number().min(0).max(1),
+    maxAttempts: positiveInt,
+    retryDelayMs: positiveInt,
+  }),
 ]);
 
 export type NodeConfig = z.infer<typeof nodeConfigSchema>;
 export type MailboxNodeConfig = Extract<NodeConfig, { mode: 'mailbox' }>;
 export type BullmqNodeConfig = Extract<NodeConfig, { mode: 'bullmq' }>;
+export type GroupmqNodeConfig = Extract<NodeConfig, { mode: 'groupmq' }>;
 
 // The schema must accept every MailboxConfig key: a compile-time check that the two agree.
 type Assert<T extends true> = T;

@@ -3,14 +3,16 @@
  *
  *   node --import tsx src/bench/node-main.ts '<NodeConfig JSON>'      (or dist/src/bench/node-main.js)
  *
- * Mailbox mode runs a BenchNode on its own connection to the shared Redis (+ NATS) namespace; BullMQ mode runs a
- * BullMQ worker with the same simulated executor for the baseline. Protocol messages go to stdout (protocol.ts),
- * diagnostics to stderr. Stops gracefully on a `stop` line, on SIGTERM, or when stdin closes.
+ * Mailbox mode runs a BenchNode on its own connection to the shared Redis (+ NATS) namespace; BullMQ and GroupMQ
+ * modes run that queue's worker with the same simulated executor for the `--baseline` peers. Protocol messages
+ * go to stdout (protocol.ts), diagnostics to stderr. Stops gracefully on a `stop` line, on SIGTERM, or when
+ * stdin closes; answers a `cpu` line with its `process.cpuUsage()`.
  */
 import { createInterface } from 'node:readline';
 import { openStore } from './backend.js';
 import type { BenchStore } from './backend.js';
 import { startBullmqWorker } from './bullmq-worker.js';
+import { startGroupmqWorker } from './groupmq-worker.js';
 import { echoSubject, startEchoResponder } from './nats-echo.js';
 import { BenchNode } from './node.js';
 import { parseNodeConfig } from './node-config.js';
@@ -31,6 +33,9 @@ async function startNode(config: NodeConfig): Promise<() => Promise<void>> {
   const runMs = parseRunMs(config.runMs);
   if (config.mode === 'bullmq') {
     return startBullmqWorker({ ...config, runMs, emit });
+  }
+  if (config.mode === 'groupmq') {
+    return startGroupmqWorker({ ...config, runMs, emit });
   }
   const store: BenchStore = await openStore(
     {
@@ -97,7 +102,9 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => {});
   createInterface({ input: process.stdin })
     .on('line', (line) => {
-      if (parseCoordinatorMessage(line)?.t === 'stop') void stop();
+      const msg = parseCoordinatorMessage(line);
+      if (msg?.t === 'stop') void stop();
+      else if (msg?.t === 'cpu') emit({ t: 'cpu', node: config.node, ...process.cpuUsage() });
     })
     .on('close', () => void stop());
 

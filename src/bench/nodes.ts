@@ -33,6 +33,12 @@ export interface NodeHandle {
   readonly malformed: number;
   /** The last few KB of the node's stderr, for error reports. */
   stderrTail(): string;
+  /**
+   * The node process's `process.cpuUsage()` (microseconds since it started), asked over the protocol; null for
+   * an in-process node (its CPU is the coordinator's) or when the node does not answer within `timeoutMs`
+   * (killed, stopping).
+   */
+  cpuUsage(timeoutMs: number): Promise<NodeJS.CpuUsage | null>;
 }
 
 const STDERR_TAIL = 4096;
@@ -68,6 +74,8 @@ export function spawnNodeProcess(config: NodeConfig, onMessage: MessageHandler):
   });
   let stderr = '';
   let malformed = 0;
+  // Answers to `cpu` requests arrive in request order on the one stdout pipe.
+  const cpuWaiters: ((usage: NodeJS.CpuUsage | null) => void)[] = [];
   let exitResolve!: (v: { code: number | null; signal: NodeJS.Signals | null }) => void;
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>(
     (r) => (exitResolve = r),
@@ -93,10 +101,14 @@ export function spawnNodeProcess(config: NodeConfig, onMessage: MessageHandler):
           return;
         }
         onMessage(config.node, msg);
+        if (msg.t === 'cpu') cpuWaiters.shift()?.({ user: msg.user, system: msg.system });
         if (msg.t === 'ready') readyResolve();
         if (msg.t === 'error') readyReject(new Error(`node ${config.node}: ${msg.message}`));
       })
-      .on('close', () => resolve());
+      .on('close', () => {
+        for (const waiter of cpuWaiters.splice(0)) waiter(null);
+        resolve();
+      });
   });
   const timer = setTimeout(
     () => readyReject(new Error(`node ${config.node} not ready within ${READY_TIMEOUT_MS} ms`)),
@@ -126,6 +138,26 @@ export function spawnNodeProcess(config: NodeConfig, onMessage: MessageHandler):
     kill() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       return true;
+    },
+    cpuUsage(timeoutMs) {
+      if (child.exitCode !== null || child.signalCode !== null || stopping || !child.stdin.writable) {
+        return Promise.resolve(null);
+      }
+      return new Promise((resolve) => {
+        let settled = false;
+        const waiter = (usage: NodeJS.CpuUsage | null): void => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          resolve(usage);
+        };
+        const timer = setTimeout(() => {
+          // A late answer must not be taken for the next request's: the slot stays queued, answered by nobody.
+          waiter(null);
+        }, timeoutMs);
+        cpuWaiters.push(waiter);
+        child.stdin.write(encodeMessage({ t: 'cpu' }));
+      });
     },
     stop(graceMs) {
       stopping ??= (async () => {
@@ -172,6 +204,7 @@ export function startInProcessNode(opts: InProcessNodeOptions, onMessage: Messag
     malformed: 0,
     stderrTail: () => '',
     kill: () => false,
+    cpuUsage: () => Promise.resolve(null),
     stop() {
       stopping ??= (async () => {
         await ready.catch(() => undefined);

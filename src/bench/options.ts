@@ -6,6 +6,8 @@ import { StorageError } from '../contract/errors.js';
 import { defaultNatsUrl, defaultRedisUrl } from './backend.js';
 import type { SignalsKind } from './backend.js';
 import type { ProgressMode } from './progress.js';
+import { BASELINE_NAMES } from './results.js';
+import type { BaselineName } from './results.js';
 import { parseRunMs } from './run-ms.js';
 import type { RunMsDistribution } from './run-ms.js';
 
@@ -16,6 +18,11 @@ export type KillAt =
 export interface BenchOptions {
   backend: 'memory' | 'redis' | 'auto';
   redis: string;
+  /**
+   * Who named the Redis server: `--redis`, `$REDIS_URL`, or null (the built-in default). A named server that
+   * does not answer is an error; only the default falls back to the memory store.
+   */
+  redisSource: '--redis' | '$REDIS_URL' | null;
   /** null: NATS disabled (`--no-nats`). */
   nats: string | null;
   natsExplicit: boolean;
@@ -47,7 +54,10 @@ export interface BenchOptions {
   drainTimeoutMs: number;
   json: boolean;
   report: string | null;
-  baseline: 'bullmq' | null;
+  /** The first of `baselines`, or null. */
+  baseline: BaselineName | null;
+  /** `--baseline bullmq,groupmq`: the peers to run the same workload through, in order, without repeats. */
+  baselines: BaselineName[];
   progress: ProgressMode;
 }
 
@@ -144,6 +154,22 @@ export function parseKillAt(text: string): KillAt {
   throw bad('kill-node-at', `must be a count (150), a percentage (50%) or a time (2s), got '${text}'`);
 }
 
+/** `bullmq`, `groupmq`, `bullmq,groupmq` (order kept, repeats dropped). */
+export function parseBaselines(text: string | undefined): BaselineName[] {
+  if (text === undefined) return [];
+  const names: BaselineName[] = [];
+  for (const part of text.split(',').map((p) => p.trim())) {
+    if (!(BASELINE_NAMES as readonly string[]).includes(part)) {
+      throw bad(
+        'baseline',
+        `must be one of ${BASELINE_NAMES.join(', ')} or a comma-separated list of them, got '${text}'`,
+      );
+    }
+    if (!names.includes(part as BaselineName)) names.push(part as BaselineName);
+  }
+  return names;
+}
+
 function oneOf<T extends string>(option: string, text: string | undefined, allowed: readonly T[]): T | null {
   if (text === undefined) return null;
   if ((allowed as readonly string[]).includes(text)) return text as T;
@@ -186,12 +212,14 @@ export function parseBenchOptions(raw: RawBenchOptions, env: NodeJS.ProcessEnv =
     );
   }
   const nats = raw.nats === false ? null : typeof raw.nats === 'string' ? raw.nats : defaultNatsUrl(env);
-  const baseline = oneOf('baseline', raw.baseline, ['bullmq'] as const);
+  const baselines = parseBaselines(raw.baseline);
+  const baseline = baselines[0] ?? null;
   if (baseline && backend === 'memory')
     throw bad('baseline', 'runs on Redis; it cannot be combined with --backend memory');
   return {
     backend,
     redis: raw.redis ?? defaultRedisUrl(env),
+    redisSource: raw.redis !== undefined ? '--redis' : env.REDIS_URL ? '$REDIS_URL' : null,
     nats,
     natsExplicit: typeof raw.nats === 'string',
     signals,
@@ -218,6 +246,7 @@ export function parseBenchOptions(raw: RawBenchOptions, env: NodeJS.ProcessEnv =
     json: raw.json === true,
     report: raw.report ?? null,
     baseline,
+    baselines,
     progress: oneOf('progress', raw.progress, ['auto', 'tty', 'lines', 'off'] as const) ?? 'auto',
   };
 }

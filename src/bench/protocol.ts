@@ -4,8 +4,9 @@
  * Node → coordinator: one JSON object per line on stdout. stdout is a pipe, and pipe writes are synchronous on
  * Linux, so a line written before a SIGKILL is not lost: the execution log of a killed node stays complete up to
  * the kill.
- * Coordinator → node: one JSON object per line on stdin (`stop`); the node also stops when stdin closes, so an
- * orphaned node never outlives its coordinator.
+ * Coordinator → node: one JSON object per line on stdin: `stop`, or `cpu` (the node answers with its
+ * `process.cpuUsage()`, so the coordinator can charge the node's CPU to the measured phase only); the node also
+ * stops when stdin closes, so an orphaned node never outlives its coordinator.
  */
 
 export type ExecutionOutcome = 'completed' | 'retry' | 'fail' | 'aborted';
@@ -36,9 +37,11 @@ export type NodeMessage =
   /** The executor accepted (acked) a live command. */
   | { t: 'live'; d: string }
   | { t: 'stopped'; node: string }
-  | { t: 'error'; node: string; message: string };
+  | { t: 'error'; node: string; message: string }
+  /** The answer to a `cpu` request: `process.cpuUsage()` of the node process, in microseconds. */
+  | { t: 'cpu'; node: string; user: number; system: number };
 
-export type CoordinatorMessage = { t: 'stop' };
+export type CoordinatorMessage = { t: 'stop' } | { t: 'cpu' };
 
 export function encodeMessage(msg: NodeMessage | CoordinatorMessage): string {
   return `${JSON.stringify(msg)}\n`;
@@ -92,6 +95,8 @@ export function parseNodeMessage(line: string): NodeMessage | null {
       return str(v, 'node') ? (v as NodeMessage) : null;
     case 'error':
       return str(v, 'node') && str(v, 'message') ? (v as NodeMessage) : null;
+    case 'cpu':
+      return str(v, 'node') && numeric(v, 'user') && numeric(v, 'system') ? (v as NodeMessage) : null;
     default:
       return null;
   }
@@ -100,7 +105,8 @@ export function parseNodeMessage(line: string): NodeMessage | null {
 export function parseCoordinatorMessage(line: string): CoordinatorMessage | null {
   try {
     const v: unknown = JSON.parse(line);
-    return isObject(v) && v.t === 'stop' ? { t: 'stop' } : null;
+    if (!isObject(v)) return null;
+    return v.t === 'stop' ? { t: 'stop' } : v.t === 'cpu' ? { t: 'cpu' } : null;
   } catch {
     return null;
   }

@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { LatencySummary } from './histogram.js';
 import type { BenchResult } from './results.js';
-import { resultForJson } from './results.js';
+import { BASELINE_TITLES, cpuSummary, peersOf, resultForJson } from './results.js';
 
 /** The Chart.js UMD bundle. Its package does not export the dist path, so it is found next to the main entry. */
 export function chartJsSource(): string {
@@ -85,12 +85,23 @@ function summaryHtml(r: BenchResult): string {
       'killed node',
       `${r.killed_node.node} at ${r.killed_node.at_s.toFixed(2)} s, ${r.killed_node.in_flight} in flight`,
     ]);
-  if (r.baseline) {
+  for (const b of peersOf(r)) {
     rows.push([
       'baseline',
-      `${r.baseline.name}: ${r.baseline.throughput_per_s.toFixed(1)} jobs/s over ${r.baseline.duration_s.toFixed(2)} s — ratio ${r.baseline.ratio.toFixed(2)}×`,
+      `${b.name}: ${b.throughput_per_s.toFixed(1)} jobs/s over ${b.duration_s.toFixed(2)} s — ratio ${b.ratio.toFixed(2)}×`,
     ]);
   }
+  rows.push(['CPU per dispatch', cpuSummary(r.cpu_us_per_dispatch)]);
+  for (const b of r.baselines) rows.push([`${b.name} CPU per dispatch`, cpuSummary(b.cpu_us_per_dispatch)]);
+  if (r.redis_commands_per_dispatch) {
+    const c = r.redis_commands_per_dispatch;
+    rows.push([
+      'Redis commands per dispatch',
+      `${c.total.toFixed(2)} in all, ${c.scripts.toFixed(2)} scripts; ` +
+        c.top.map((t) => `${t.command} ${t.per_dispatch.toFixed(2)}`).join(', '),
+    ]);
+  }
+  for (const note of r.cost_notes) rows.push(['cost note', note]);
   const examples = Object.entries(inv.examples).flatMap(([kind, list]) =>
     list.map((e) => `<li>${escapeHtml(kind)}: ${escapeHtml(e)}</li>`),
   );
@@ -102,7 +113,9 @@ function summaryHtml(r: BenchResult): string {
     latencyRow('live round trip', r.live_rtt_ms) +
     (r.raw_nats_rtt_ms.count > 0 ? latencyRow('raw NATS request-reply', r.raw_nats_rtt_ms) : '') +
     latencyRow('interrupt→release', r.interrupt_release_ms) +
-    (r.baseline ? latencyRow('bullmq enqueue→start', r.baseline.enqueue_to_start_ms) : '') +
+    peersOf(r)
+      .map((b) => latencyRow(`${b.name} enqueue→start`, b.enqueue_to_start_ms))
+      .join('') +
     `</table>` +
     `<h3>Per node</h3><table class="lat"><tr><th>node</th><th>pid</th><th>executions</th><th>acked</th><th>retries</th><th>dead letters</th><th>aborted</th><th>live acks</th><th></th></tr>` +
     r.per_node
@@ -120,12 +133,15 @@ function summaryHtml(r: BenchResult): string {
 const PAGE_SCRIPT = `
 (function () {
   var data = JSON.parse(document.getElementById('bench-data').textContent);
-  var r = data.result, tl = data.timeline, base = data.baselineTimeline;
+  var r = data.result, tl = data.timeline, peers = data.baselineTimelines;
   var palette = ['#2563eb', '#dc2626', '#16a34a', '#9333ea', '#ea580c', '#0891b2', '#ca8a04', '#db2777'];
+  var peerColors = [palette[1], palette[5], palette[6], palette[7]];
   var xy = function (rows, key) { return rows.map(function (s) { return { x: s.t, y: s[key] }; }); };
   var linear = { type: 'linear', title: { display: true, text: 'seconds since start' } };
   var throughput = [{ label: 'awaken-mailbox (' + r.backend + ')', data: xy(tl, 'rate'), borderColor: palette[0], pointRadius: 0 }];
-  if (base) throughput.push({ label: 'BullMQ baseline', data: xy(base, 'rate'), borderColor: palette[1], pointRadius: 0 });
+  peers.forEach(function (p, i) {
+    throughput.push({ label: p.label, data: xy(p.timeline, 'rate'), borderColor: peerColors[i % peerColors.length], pointRadius: 0 });
+  });
   new Chart(document.getElementById('throughput'), {
     type: 'line', data: { datasets: throughput },
     options: { animation: false, scales: { x: linear, y: { beginAtZero: true, title: { display: true, text: 'completed / s' } } } }
@@ -136,7 +152,9 @@ const PAGE_SCRIPT = `
     { label: 'live round trip p50', data: xy(tl, 'live_p50'), borderColor: palette[2], pointRadius: 0 },
     { label: 'live round trip p99', data: xy(tl, 'live_p99'), borderColor: palette[4], pointRadius: 0 }
   ];
-  if (base) lat.push({ label: 'BullMQ enqueue→start p99', data: xy(base, 'e2s_p99'), borderColor: palette[1], pointRadius: 0 });
+  peers.forEach(function (p, i) {
+    lat.push({ label: p.label + ' enqueue→start p99', data: xy(p.timeline, 'e2s_p99'), borderColor: peerColors[i % peerColors.length], pointRadius: 0 });
+  });
   new Chart(document.getElementById('latency'), {
     type: 'line', data: { datasets: lat },
     options: { animation: false, scales: { x: linear, y: { beginAtZero: true, title: { display: true, text: 'ms (per 1 s interval)' } } } }
@@ -156,7 +174,10 @@ export function renderReportHtml(result: BenchResult, generatedAt: Date = new Da
   const data = {
     result: resultForJson(result),
     timeline: result.timeline,
-    baselineTimeline: result.baseline?.timeline ?? null,
+    baselineTimelines: peersOf(result).map((b) => ({
+      label: `${BASELINE_TITLES[b.name]} baseline`,
+      timeline: b.timeline,
+    })),
   };
   const title = `awaken-mailbox bench — ${result.backend}, ${result.nodes} nodes, ${result.dispatches} dispatches`;
   return `<!doctype html>

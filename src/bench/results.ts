@@ -1,6 +1,12 @@
 /** What a bench run produces: the result object (`--json` prints it) and its human-readable rendering. */
+import type { CpuPerDispatch, RedisCommandsPerDispatch } from './cost.js';
 import type { LatencySummary } from './histogram.js';
 import type { InvariantReport } from './invariants.js';
+
+/** The queues `--baseline` can run the same workload through. */
+export const BASELINE_NAMES = ['bullmq', 'groupmq'] as const;
+export type BaselineName = (typeof BASELINE_NAMES)[number];
+export const BASELINE_TITLES: Record<BaselineName, string> = { bullmq: 'BullMQ', groupmq: 'GroupMQ' };
 
 export interface NodeStats {
   node: string;
@@ -38,8 +44,9 @@ export interface TimelineSample {
   per_node: number[];
 }
 
+/** The first peer, as `baseline` (its shape predates `baselines`). */
 export interface BaselineResult {
-  name: 'bullmq';
+  name: BaselineName;
   dispatches: number;
   completed: number;
   failed: number;
@@ -50,6 +57,13 @@ export interface BaselineResult {
   enqueue_to_start_ms: LatencySummary;
   concurrency_per_node: number;
   timeline: TimelineSample[];
+}
+
+/** One `--baseline` peer run, with its cost. */
+export interface PeerResult extends BaselineResult {
+  cpu_us_per_dispatch: CpuPerDispatch;
+  redis_commands_per_dispatch: RedisCommandsPerDispatch | null;
+  cost_notes: string[];
 }
 
 export interface BenchResult {
@@ -98,7 +112,19 @@ export interface BenchResult {
   per_node: NodeStats[];
   killed_node: { node: string; at_s: number; in_flight: number } | null;
   invariants: InvariantReport;
+  /**
+   * CPU microseconds per dispatch of each process over the measured phase (submission start to the last
+   * dispatch finished); Redis and nats-server are whole-server deltas.
+   */
+  cpu_us_per_dispatch: CpuPerDispatch;
+  /** From Redis `INFO commandstats` deltas over the same phase; null without Redis. */
+  redis_commands_per_dispatch: RedisCommandsPerDispatch | null;
+  /** What the cost figures do not cover. */
+  cost_notes: string[];
+  /** The first of `baselines`, in the shape it had before there could be several. */
   baseline?: BaselineResult;
+  /** Every `--baseline` peer in the order given (empty without `--baseline`). */
+  baselines: PeerResult[];
   timed_out: boolean;
   errors: string[];
   /** Kept out of `--json` output (it grows with the run length); used by the HTML report. */
@@ -107,14 +133,71 @@ export interface BenchResult {
 
 /** The `--json` object: the result without the timelines. */
 export function resultForJson(result: BenchResult): Record<string, unknown> {
-  const { timeline: _timeline, baseline, ...rest } = result;
-  if (!baseline) return rest;
+  const { timeline: _timeline, baseline, baselines, ...rest } = result;
+  const peers = baselines.map(({ timeline: _peerTimeline, ...peer }) => peer);
+  if (!baseline) return { ...rest, baselines: peers };
   const { timeline: _baselineTimeline, ...base } = baseline;
-  return { ...rest, baseline: base };
+  return { ...rest, baseline: base, baselines: peers };
 }
 
 const n = (v: number): string => Math.round(v).toLocaleString('en-US');
 const ms = (v: number): string => `${v.toFixed(2)} ms`;
+
+const OUR_LABEL = 'awaken-mailbox';
+
+interface CostRow {
+  label: string;
+  cpu: CpuPerDispatch;
+  commands: RedisCommandsPerDispatch | null;
+}
+
+function cpuTotal(c: CpuPerDispatch): number {
+  return (c.redis ?? 0) + (c.nats ?? 0) + c.coordinator + (c.nodes ?? 0);
+}
+
+/** One line: CPU µs per dispatch of each party and the total. */
+export function cpuSummary(c: CpuPerDispatch): string {
+  const v = (x: number | null): string => (x === null ? '–' : `${x.toFixed(1)} µs`);
+  return (
+    `redis ${v(c.redis)}, nats ${v(c.nats)}, coordinator ${v(c.coordinator)}, nodes ${v(c.nodes)} ` +
+    `(total ${cpuTotal(c).toFixed(1)} µs)`
+  );
+}
+
+/** The peers of a result: `baselines`, or the lone `baseline` of a result built before there could be several. */
+export function peersOf(r: Pick<BenchResult, 'baseline' | 'baselines'>): BaselineResult[] {
+  return r.baselines.length > 0 ? r.baselines : r.baseline ? [r.baseline] : [];
+}
+
+/** The CPU table and the Redis command lines: our run first, then each peer. */
+function costLines(rows: CostRow[], notes: string[]): string[] {
+  const cell = (v: number | null): string => (v === null ? '–' : v.toFixed(1)).padStart(12);
+  const lines = [
+    '  CPU per dispatch, µs (Redis and nats-server: deltas of the whole server over the measured phase)',
+    `    ${''.padEnd(16)}${['redis', 'nats', 'coordinator', 'nodes', 'total'].map((h) => h.padStart(12)).join('')}`,
+  ];
+  for (const r of rows) {
+    lines.push(
+      `    ${r.label.padEnd(16)}${cell(r.cpu.redis)}${cell(r.cpu.nats)}${cell(r.cpu.coordinator)}` +
+        `${cell(r.cpu.nodes)}${cell(cpuTotal(r.cpu))}`,
+    );
+  }
+  if (rows.some((r) => r.commands)) {
+    lines.push('  Redis commands per dispatch (whole server; the commands scripts run count too)');
+    for (const r of rows) {
+      const c = r.commands;
+      if (!c) continue;
+      const scripts =
+        c.script_usec_per_call !== null
+          ? `${c.scripts.toFixed(2)} scripts at ${c.script_usec_per_call.toFixed(1)} µs`
+          : '0 scripts';
+      const top = c.top.map((t) => `${t.command} ${t.per_dispatch.toFixed(2)}`).join(', ');
+      lines.push(`    ${r.label.padEnd(16)}${c.total.toFixed(2)} in all, ${scripts}${top ? `; ${top}` : ''}`);
+    }
+  }
+  for (const note of new Set(notes)) lines.push(`    note: ${note}`);
+  return lines;
+}
 
 function latencyLine(label: string, s: LatencySummary): string {
   if (s.count === 0) return `  ${label.padEnd(24)} (none)`;
@@ -186,15 +269,36 @@ export function formatResult(r: BenchResult): string {
       `  killed ${r.killed_node.node} with SIGKILL at ${r.killed_node.at_s.toFixed(2)} s, ${r.killed_node.in_flight} executions in flight`,
     );
   }
-  if (r.baseline) {
-    const b = r.baseline;
+  const peers = peersOf(r);
+  if (peers.length > 0) {
     lines.push('');
-    lines.push(
-      `  baseline ${b.name}: ${n(b.throughput_per_s)} jobs/s over ${b.duration_s.toFixed(2)} s ` +
-        `(completed ${n(b.completed)}, failed ${n(b.failed)}, concurrency ${b.concurrency_per_node}/node) — ratio ${b.ratio.toFixed(2)}×`,
-    );
-    lines.push(latencyLine('bullmq enqueue→start', b.enqueue_to_start_ms));
+    for (const b of peers) {
+      lines.push(
+        `  baseline ${b.name}: ${n(b.throughput_per_s)} jobs/s over ${b.duration_s.toFixed(2)} s ` +
+          `(completed ${n(b.completed)}, failed ${n(b.failed)}, concurrency ${b.concurrency_per_node}/node) — ratio ${b.ratio.toFixed(2)}×`,
+      );
+    }
+    for (const b of peers) lines.push(latencyLine(`${b.name} enqueue→start`, b.enqueue_to_start_ms));
   }
+  lines.push('');
+  lines.push(
+    ...costLines(
+      [
+        { label: OUR_LABEL, cpu: r.cpu_us_per_dispatch, commands: r.redis_commands_per_dispatch },
+        ...r.baselines.map((b) => ({
+          label: b.name,
+          cpu: b.cpu_us_per_dispatch,
+          commands: b.redis_commands_per_dispatch,
+        })),
+      ],
+      [
+        ...r.cost_notes,
+        ...r.baselines.flatMap((b) =>
+          b.cost_notes.filter((note) => !r.cost_notes.includes(note)).map((note) => `${b.name}: ${note}`),
+        ),
+      ],
+    ),
+  );
   lines.push('');
   const inv = r.invariants;
   lines.push(

@@ -1,7 +1,8 @@
 /**
  * The bench coordinator: picks the backend, starts the worker nodes, submits the workload, steers and interrupts
  * runs, optionally SIGKILLs a node, waits until every dispatch is terminal, checks the invariants from the
- * store's records and the nodes' execution logs, tears the namespace down, and runs the BullMQ baseline.
+ * store's records and the nodes' execution logs, tears the namespace down, and runs the `--baseline` peers
+ * (BullMQ, GroupMQ) through the same workload. Every run measures what it cost per dispatch (cost.ts).
  */
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -12,7 +13,9 @@ import { Mailbox } from '../mailbox/index.js';
 import type { MailboxConfig } from '../mailbox/types.js';
 import { chooseBackend, openStore } from './backend.js';
 import type { BackendSpec, BenchStore, OpenStoreOptions } from './backend.js';
-import { runBullmqBaseline } from './bullmq-baseline.js';
+import { PEER_DRIVERS, ensurePeerPackages } from './baselines.js';
+import { CostMeter } from './cost.js';
+import type { PhaseCost } from './cost.js';
 import { LatencyHistogram } from './histogram.js';
 import { EchoClient, echoSubject } from './nats-echo.js';
 import { InvariantChecker, emptyStatusCounts } from './invariants.js';
@@ -26,7 +29,8 @@ import { ProgressDisplay } from './progress.js';
 import type { ProgressState, ProgressStream } from './progress.js';
 import { preciseNow } from './protocol.js';
 import type { NodeMessage } from './protocol.js';
-import type { BenchResult, NodeStats } from './results.js';
+import { runPeerBaseline } from './peer-baseline.js';
+import type { BenchResult, NodeStats, PeerResult } from './results.js';
 import { formatRunMs } from './run-ms.js';
 import { Submitter } from './submitter.js';
 import { EnqueueTimes, Timeline, dispatchIdOf, dispatchIndex, runIdOf, threadIdOf } from './timeline.js';
@@ -163,11 +167,14 @@ class RunState {
 }
 
 export async function runBench(opts: BenchOptions, io: BenchIO): Promise<BenchResult> {
+  // A missing peer package is reported now, not after the whole Mailbox workload ran.
+  await ensurePeerPackages(opts.baselines);
   const progress = new ProgressDisplay(io.stderr, opts.progress);
   const namespace = benchNamespace();
   const choice = await chooseBackend({
     backend: opts.backend,
     redis: opts.redis,
+    redisSource: opts.redisSource,
     nats: opts.nats,
     signals: opts.signals,
     natsExplicit: opts.natsExplicit,
@@ -179,8 +186,11 @@ export async function runBench(opts: BenchOptions, io: BenchIO): Promise<BenchRe
       '--kill-node-at needs node processes, but the memory backend was chosen: ' + choice.reason,
     );
   }
-  if (spec.kind === 'memory' && opts.baseline) {
-    throw new Error('--baseline bullmq needs Redis, but the memory backend was chosen: ' + choice.reason);
+  if (spec.kind === 'memory' && opts.baselines.length > 0) {
+    throw new Error(
+      `--baseline ${opts.baselines.join(',')} needs Redis, but the memory backend was chosen: ` +
+        choice.reason,
+    );
   }
   const inProcess = spec.kind === 'memory';
   const liveAvailable = spec.kind === 'memory' || spec.nats !== null;
@@ -211,6 +221,7 @@ export async function runBench(opts: BenchOptions, io: BenchIO): Promise<BenchRe
   const nodes: NodeHandle[] = [];
   let nodesStopped = false;
   let echo: EchoClient | null = null;
+  let meter: CostMeter | null = null;
   let tornDown = false;
   const tearDownOnce = async (): Promise<void> => {
     if (tornDown) return;
@@ -430,6 +441,11 @@ export async function runBench(opts: BenchOptions, io: BenchIO): Promise<BenchRe
       },
       () => submitter.submitted - lastCounts.terminal,
     );
+    meter = await CostMeter.begin({
+      redis: spec.kind === 'redis' ? spec.redis : null,
+      nats: spec.kind === 'redis' ? spec.nats : null,
+      nodes: inProcess ? null : nodes,
+    });
     runStart = preciseNow();
     state.timeline.begin(runStart);
     const submission: { done: boolean; error: Error | null } = { done: false, error: null };
@@ -522,6 +538,9 @@ export async function runBench(opts: BenchOptions, io: BenchIO): Promise<BenchRe
     }
     await submitting;
     const runEnd = preciseNow();
+    // Before the nodes stop: they report their CPU while they still run.
+    const cost: PhaseCost = await meter.end(submitter.submitted);
+    meter = null;
     state.timeline.sample(runEnd, lastCounts);
     progress.finish(progressState(runEnd));
 
@@ -600,6 +619,10 @@ export async function runBench(opts: BenchOptions, io: BenchIO): Promise<BenchRe
           }
         : null,
       invariants,
+      cpu_us_per_dispatch: cost.cpu_us_per_dispatch,
+      redis_commands_per_dispatch: cost.redis_commands_per_dispatch,
+      cost_notes: cost.notes,
+      baselines: [],
       timed_out: timedOut,
       errors: state.errors,
       timeline: state.timeline.samples,
@@ -608,42 +631,60 @@ export async function runBench(opts: BenchOptions, io: BenchIO): Promise<BenchRe
     // The namespace goes before the baseline runs, so the two never share a Redis with the other's leftovers.
     await tearDownOnce();
 
-    if (opts.baseline === 'bullmq' && spec.kind === 'redis' && !io.signal?.aborted) {
-      try {
-        const base = await runBullmqBaseline({
-          redis: spec.redis,
-          namespace,
-          nodes: opts.nodes,
-          threads: opts.threads,
-          dispatches: submitted,
-          runMsSpec: opts.runMsSpec,
-          failRate: opts.failRate,
-          rate: opts.rate,
-          maxAttempts: opts.maxAttempts,
-          retryDelayMs: opts.retryDelayMs,
-          drainTimeoutMs: opts.drainTimeoutMs,
-          progress,
-          ...(io.signal ? { signal: io.signal } : {}),
-        });
-        result.baseline = {
-          ...base,
-          ratio:
-            base.throughput_per_s > 0
-              ? Math.round((result.throughput_per_s / base.throughput_per_s) * 100) / 100
-              : 0,
-        };
-      } catch (err) {
-        state.errors.push(`bullmq baseline: ${describe(err)}`);
+    if (spec.kind === 'redis') {
+      for (const name of opts.baselines) {
+        if (io.signal?.aborted) break;
+        try {
+          const peer = await runPeerBaseline(
+            {
+              redis: spec.redis,
+              namespace,
+              nodes: opts.nodes,
+              threads: opts.threads,
+              dispatches: submitted,
+              runMsSpec: opts.runMsSpec,
+              failRate: opts.failRate,
+              rate: opts.rate,
+              maxAttempts: opts.maxAttempts,
+              retryDelayMs: opts.retryDelayMs,
+              drainTimeoutMs: opts.drainTimeoutMs,
+              progress,
+              ...(io.signal ? { signal: io.signal } : {}),
+            },
+            PEER_DRIVERS[name],
+          );
+          const ratio =
+            peer.throughput_per_s > 0
+              ? Math.round((result.throughput_per_s / peer.throughput_per_s) * 100) / 100
+              : 0;
+          result.baselines.push({ ...peer, ratio });
+        } catch (err) {
+          state.errors.push(`${name} baseline: ${describe(err)}`);
+        }
       }
+      const first = result.baselines[0];
+      if (first) result.baseline = firstBaseline(first);
     }
     return result;
   } catch (err) {
+    meter?.close();
     await stopNodes();
     await tearDownOnce();
     throw err;
   } finally {
     state.destroy();
   }
+}
+
+/** `baseline` keeps the shape it had before `baselines`: the first peer without its cost fields. */
+function firstBaseline(peer: PeerResult): NonNullable<BenchResult['baseline']> {
+  const {
+    cpu_us_per_dispatch: _cpu,
+    redis_commands_per_dispatch: _commands,
+    cost_notes: _notes,
+    ...baseline
+  } = peer;
+  return baseline;
 }
 
 /** Destroy the run's namespace (distributed store) and close the store. */

@@ -1,6 +1,7 @@
 /**
  * `awaken-mailbox bench` end to end, as separate processes: the memory smoke, Redis + JetStream with a node
- * SIGKILLed mid-run, Redis Streams with the HTML report and the BullMQ baseline, and usage errors.
+ * SIGKILLed mid-run, Redis Streams with the HTML report and the BullMQ and GroupMQ baselines, and usage errors.
+ * Every run reports what it cost per dispatch.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,6 +25,9 @@ interface BenchJson {
   invariants: Record<string, number | boolean>;
   killed_node: { node: string; in_flight: number } | null;
   per_node: { node: string; executions: number; killed: boolean }[];
+  cpu_us_per_dispatch: Record<'redis' | 'nats' | 'coordinator' | 'nodes', number | null>;
+  redis_commands_per_dispatch: { total: number; scripts: number; top: { command: string }[] } | null;
+  cost_notes: string[];
   errors: string[];
 }
 
@@ -69,6 +73,11 @@ describe('bench', () => {
     expect(json.enqueue_to_start_ms.p99).toBeGreaterThanOrEqual(json.enqueue_to_start_ms.p50);
     expectCleanInvariants(json);
     expect(r.stderr).toMatch(/in-process/);
+    // In-process nodes: their CPU is the coordinator's; no Redis, no NATS.
+    expect(json.cpu_us_per_dispatch).toMatchObject({ redis: null, nats: null, nodes: null });
+    expect(json.cpu_us_per_dispatch.coordinator).toBeGreaterThan(0);
+    expect(json.redis_commands_per_dispatch).toBeNull();
+    expect(r.stdout).not.toMatch(/"baseline"/);
   });
 
   it('redis + jetstream: 2 node processes, one SIGKILLed mid-run, nothing lost', async () => {
@@ -102,9 +111,14 @@ describe('bench', () => {
     expect(json.live_rtt_ms.delivered).toBeLessThanOrEqual(json.live_rtt_ms.sent);
     expectCleanInvariants(json);
     expect(json.errors).toEqual([]);
+    expect(json.cpu_us_per_dispatch.redis).toBeGreaterThan(0);
+    expect(json.cpu_us_per_dispatch.nodes).toBeGreaterThan(0);
+    expect(json.redis_commands_per_dispatch!.scripts).toBeGreaterThan(0);
+    // The killed node cannot report its CPU: the figure says so instead of silently undercounting.
+    expect(json.cost_notes.join('\n')).toMatch(/did not report its CPU/);
   }, 120_000);
 
-  it('redis streams + bullmq baseline: HTML report, ratio, and no keys left behind', async () => {
+  it('redis streams + bullmq and groupmq baselines: HTML report, ratios, costs, and no keys left behind', async () => {
     const report = join(tmp, 'report.html');
     const r = await run(
       [
@@ -118,26 +132,45 @@ describe('bench', () => {
         '2',
         '--dispatches',
         '150',
-      ].concat(['--baseline', 'bullmq', '--report', report, '--json']),
+      ].concat(['--baseline', 'bullmq,groupmq', '--report', report, '--json']),
       { timeoutMs: 90_000 },
     );
     expect(r.code, r.stderr).toBe(0);
+    interface Peer {
+      name: string;
+      dispatches: number;
+      completed: number;
+      throughput_per_s: number;
+      ratio: number;
+    }
     const json = parseBench(r) as BenchJson & {
-      baseline: {
-        name: string;
-        dispatches: number;
-        completed: number;
-        throughput_per_s: number;
-        ratio: number;
-      };
+      baseline: Peer;
+      baselines: (Peer & Pick<BenchJson, 'cpu_us_per_dispatch' | 'redis_commands_per_dispatch'>)[];
     };
     expect(json.backend).toBe('redis+redis-streams');
     expectCleanInvariants(json);
     expect(json.baseline).toMatchObject({ name: 'bullmq', dispatches: 150, completed: 150 });
     expect(json.baseline.throughput_per_s).toBeGreaterThan(0);
     expect(json.baseline.ratio).toBeCloseTo(json.throughput_per_s / json.baseline.throughput_per_s, 1);
+    expect(json.baseline).not.toHaveProperty('cpu_us_per_dispatch'); // `baseline` keeps its old shape
+    expect(json.baselines.map((b) => b.name)).toEqual(['bullmq', 'groupmq']);
+    for (const b of json.baselines) {
+      expect(b).toMatchObject({ dispatches: 150, completed: 150 });
+      expect(b.ratio).toBeCloseTo(json.throughput_per_s / b.throughput_per_s, 1);
+      expect(b.cpu_us_per_dispatch.redis).toBeGreaterThan(0);
+      expect(b.cpu_us_per_dispatch.nodes).toBeGreaterThan(0);
+      expect(b.cpu_us_per_dispatch.nats).toBeNull(); // the peers do not use NATS
+      expect(b.redis_commands_per_dispatch!.scripts).toBeGreaterThan(0);
+    }
+    expect(json.baselines[0]).toMatchObject({ ...json.baseline });
+    expect(json.cpu_us_per_dispatch.nats).toBeNull(); // --no-nats
+    expect(json.cpu_us_per_dispatch.redis).toBeGreaterThan(0);
+    expect(json.redis_commands_per_dispatch!.total).toBeGreaterThan(
+      json.redis_commands_per_dispatch!.scripts,
+    );
     const html = readFileSync(report, 'utf8');
     expect(html).toContain('BullMQ baseline');
+    expect(html).toContain('GroupMQ baseline');
     expect(html).toContain('Chart.js v4');
     expect(html).not.toMatch(/<script[^>]*\ssrc\s*=/i);
     const namespace = /namespace (bench-[a-z0-9-]+)/.exec(r.stderr)?.[1];
@@ -146,7 +179,7 @@ describe('bench', () => {
     const client = new Redis(redis);
     try {
       const [, keys] = await client.scan('0', 'MATCH', `*${namespace!}*`, 'COUNT', 100_000);
-      expect(keys).toEqual([]); // the run's namespace and the baseline's BullMQ prefix are both gone
+      expect(keys).toEqual([]); // the run's namespace and the peers' prefixes are all gone
     } finally {
       client.disconnect();
     }

@@ -13,11 +13,26 @@ export interface Run {
   stderr: string;
 }
 
+export interface RunCliOptions {
+  bin?: boolean;
+  timeoutMs?: number;
+  /** Extra `node` flags before the script (e.g. another `--import`). */
+  nodeArgs?: string[];
+  /** Environment overrides (undefined deletes a variable). */
+  env?: Record<string, string | undefined>;
+}
+
 /** `node --import tsx src/cli.ts …args` (or the bin launcher); rejects after `timeoutMs`. */
-export function runCli(args: string[], opts: { bin?: boolean; timeoutMs?: number } = {}): Promise<Run> {
-  const argv = opts.bin ? [BIN, ...args] : ['--import', 'tsx', CLI, ...args];
+export function runCli(args: string[], opts: RunCliOptions = {}): Promise<Run> {
+  const nodeArgs = opts.nodeArgs ?? [];
+  const argv = opts.bin ? [...nodeArgs, BIN, ...args] : ['--import', 'tsx', ...nodeArgs, CLI, ...args];
+  const env = { ...process.env };
+  for (const [k, v] of Object.entries(opts.env ?? {})) {
+    if (v === undefined) delete env[k];
+    else env[k] = v;
+  }
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -119,6 +119,40 @@ describe('bench options', () => {
     expect(validationOf(() => parseBenchOptions({ leaseMs: '10' }, env)).message).toMatch(/--lease-ms/);
   });
 
+  it('--baseline takes one peer or a list, and records who named the Redis', () => {
+    expect(parseBenchOptions({}, env)).toMatchObject({ baselines: [], baseline: null, redisSource: null });
+    expect(parseBenchOptions({ baseline: 'groupmq' }, env)).toMatchObject({
+      baseline: 'groupmq',
+      baselines: ['groupmq'],
+    });
+    expect(parseBenchOptions({ baseline: 'bullmq,groupmq' }, env)).toMatchObject({
+      baseline: 'bullmq',
+      baselines: ['bullmq', 'groupmq'],
+    });
+    expect(parseBenchOptions({ baseline: 'groupmq, bullmq,groupmq' }, env).baselines).toEqual([
+      'groupmq',
+      'bullmq',
+    ]);
+    for (const bad of ['', 'bullmq,', 'bullmq,kue', 'BullMQ']) {
+      expect(validationOf(() => parseBenchOptions({ baseline: bad }, env)).message).toMatch(
+        /--baseline must be one of bullmq, groupmq/,
+      );
+    }
+    expect(
+      validationOf(() => parseBenchOptions({ baseline: 'groupmq', backend: 'memory' }, env)).message,
+    ).toMatch(/--baseline/);
+    expect(parseBenchOptions({ redis: 'redis://x:1' }, env).redisSource).toBe('--redis');
+    expect(parseBenchOptions({ redis: 'redis://x:1' }, { REDIS_URL: 'redis://y:2' })).toMatchObject({
+      redis: 'redis://x:1',
+      redisSource: '--redis',
+    });
+    expect(parseBenchOptions({}, { REDIS_URL: 'redis://y:2' })).toMatchObject({
+      redis: 'redis://y:2',
+      redisSource: '$REDIS_URL',
+    });
+    expect(parseBenchOptions({}, { REDIS_URL: '' }).redisSource).toBeNull();
+  });
+
   it('parses durations and kill points', () => {
     expect(parseDurationMs('d', '500ms')).toBe(500);
     expect(parseDurationMs('d', '2.5s')).toBe(2500);

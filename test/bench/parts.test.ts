@@ -72,6 +72,14 @@ describe('node protocol', () => {
     expect(parseCoordinatorMessage('{"t":"stop"}')).toEqual({ t: 'stop' });
     expect(parseCoordinatorMessage('{"t":"go"}')).toBeNull();
   });
+
+  it('carries CPU requests and answers', () => {
+    expect(parseCoordinatorMessage(encodeMessage({ t: 'cpu' }).trim())).toEqual({ t: 'cpu' });
+    const answer = { t: 'cpu', node: 'node-1', user: 1500, system: 250 } as const;
+    expect(parseNodeMessage(encodeMessage(answer).trim())).toEqual(answer);
+    expect(parseNodeMessage('{"t":"cpu","node":"node-1","user":"1500","system":0}')).toBeNull();
+    expect(parseNodeMessage('{"t":"cpu","user":1,"system":0}')).toBeNull();
+  });
 });
 
 describe('enqueue times and ids', () => {
@@ -236,6 +244,27 @@ describe('backend probes and choice', () => {
     expect((await chooseBackend({ ...base, signals: 'redis-streams' })).spec).toMatchObject({
       signals: 'redis-streams',
       nats,
+    });
+  });
+
+  it('falls back to memory only when no Redis was named', async () => {
+    const port = await freePort();
+    const base = {
+      backend: 'auto' as const,
+      redis: `redis://127.0.0.1:${port}`,
+      nats: null,
+      signals: null,
+      natsExplicit: false,
+      namespace: 'ns',
+    };
+    expect((await chooseBackend({ ...base, redisSource: null })).spec).toEqual({ kind: 'memory' });
+    await expect(chooseBackend({ ...base, redisSource: '--redis' })).rejects.toThrow(
+      `Redis is not reachable at redis://127.0.0.1:${port} (given by --redis)`,
+    );
+    await expect(chooseBackend({ ...base, redisSource: '$REDIS_URL' })).rejects.toThrow(/\$REDIS_URL/);
+    // --backend memory never probes Redis at all.
+    expect((await chooseBackend({ ...base, backend: 'memory', redisSource: '--redis' })).spec).toEqual({
+      kind: 'memory',
     });
   });
 });

@@ -76,6 +76,18 @@ function sampleResult(over: Partial<BenchResult> = {}): BenchResult {
         acked_without_execution: [],
       },
     },
+    cpu_us_per_dispatch: { redis: 300, nats: 120.5, coordinator: 80, nodes: 500 },
+    redis_commands_per_dispatch: {
+      total: 41.3,
+      scripts: 2.4,
+      script_usec_per_call: 160,
+      top: [
+        { command: 'zadd', per_dispatch: 7, usec_per_call: 2.1 },
+        { command: 'hgetall', per_dispatch: 5.6, usec_per_call: 3 },
+      ],
+    },
+    cost_notes: ['Redis figures are deltas of the whole server over the measured phase'],
+    baselines: [],
     timed_out: false,
     errors: [],
     timeline: [
@@ -163,7 +175,45 @@ describe('HTML report', () => {
     expect(html).toContain('ratio 1.33×');
     expect(html).toContain('BullMQ baseline');
   });
+
+  it('shows every peer, with its cost, and our cost', () => {
+    const html = renderReportHtml(sampleResult(twoPeers()));
+    expect(html).toContain('bullmq: 50.0 jobs/s over 2.00 s — ratio 1.33×');
+    expect(html).toContain('groupmq: 80.0 jobs/s over 1.25 s — ratio 0.83×');
+    expect(html).toContain('BullMQ baseline');
+    expect(html).toContain('GroupMQ baseline');
+    expect(html).toContain('groupmq enqueue→start');
+    expect(html).toMatch(/CPU per dispatch<\/th><td>redis 300\.0 µs, nats 120\.5 µs, coordinator 80\.0 µs/);
+    expect(html).toContain('groupmq CPU per dispatch');
+  });
 });
+
+/** A result with two peers: BullMQ (first, so also `baseline`) and GroupMQ. */
+function twoPeers(): Pick<BenchResult, 'baseline' | 'baselines'> {
+  const peer = (name: 'bullmq' | 'groupmq', throughput: number, ratio: number) => ({
+    name,
+    dispatches: 100,
+    completed: 100,
+    failed: 0,
+    duration_s: 100 / throughput,
+    throughput_per_s: throughput,
+    ratio,
+    enqueue_to_start_ms: latency,
+    concurrency_per_node: 4,
+    timeline: [],
+    cpu_us_per_dispatch: { redis: 90, nats: null, coordinator: 40, nodes: 200 },
+    redis_commands_per_dispatch: {
+      total: 30,
+      scripts: 2,
+      script_usec_per_call: 45.5,
+      top: [{ command: 'hset', per_dispatch: 5, usec_per_call: 1.5 }],
+    },
+    cost_notes: ['Redis figures are deltas of the whole server over the measured phase', 'peer note'],
+  });
+  const bullmq = peer('bullmq', 50, 1.33);
+  const { cpu_us_per_dispatch: _c, redis_commands_per_dispatch: _r, cost_notes: _n, ...baseline } = bullmq;
+  return { baseline, baselines: [bullmq, peer('groupmq', 80, 0.83)] };
+}
 
 describe('result rendering', () => {
   it('--json omits the timelines and keeps the required fields', () => {
@@ -180,6 +230,68 @@ describe('result rendering', () => {
       live_rtt_ms: { p50: 1, p99: 3 },
       invariants: { lost: 0, duplicated_runs: 0, exclusivity_violations: 0 },
     });
+  });
+
+  it('--json has `baselines` with each peer and its cost, and `baseline` (the first) as before', () => {
+    expect(resultForJson(sampleResult())).toMatchObject({ baselines: [] });
+    expect(resultForJson(sampleResult())).not.toHaveProperty('baseline');
+    const json = resultForJson(sampleResult(twoPeers())) as {
+      baseline: Record<string, unknown>;
+      baselines: Record<string, unknown>[];
+    };
+    expect(Object.keys(json.baseline).sort()).toEqual(
+      [
+        'name',
+        'dispatches',
+        'completed',
+        'failed',
+        'duration_s',
+        'throughput_per_s',
+        'ratio',
+        'enqueue_to_start_ms',
+        'concurrency_per_node',
+      ].sort(),
+    );
+    expect(json.baselines).toHaveLength(2);
+    expect(json.baselines[1]).toMatchObject({
+      name: 'groupmq',
+      throughput_per_s: 80,
+      ratio: 0.83,
+      enqueue_to_start_ms: { p50: 1 },
+      cpu_us_per_dispatch: { redis: 90, nats: null, coordinator: 40, nodes: 200 },
+      redis_commands_per_dispatch: { total: 30, scripts: 2 },
+    });
+    for (const b of json.baselines) expect(b).not.toHaveProperty('timeline');
+    expect(resultForJson(sampleResult())).toMatchObject({
+      cpu_us_per_dispatch: { redis: 300, nats: 120.5, coordinator: 80, nodes: 500 },
+      redis_commands_per_dispatch: { total: 41.3, scripts: 2.4, script_usec_per_call: 160 },
+    });
+  });
+
+  it('the text summary has one line per peer and a cost line for us and each peer', () => {
+    const text = formatResult(sampleResult(twoPeers()));
+    expect(text.match(/^ {2}baseline /gm)).toHaveLength(2);
+    expect(text).toMatch(/baseline bullmq: 50 jobs\/s over 2\.00 s .* ratio 1\.33×/);
+    expect(text).toMatch(/baseline groupmq: 80 jobs\/s over 1\.25 s .* ratio 0\.83×/);
+    expect(text).toMatch(/groupmq enqueue→start +p50 1\.00 ms/);
+    expect(text).toMatch(/^ {4}awaken-mailbox +300\.0 +120\.5 +80\.0 +500\.0 +1000\.5$/m);
+    expect(text).toMatch(/^ {4}bullmq +90\.0 +– +40\.0 +200\.0 +330\.0$/m);
+    expect(text).toMatch(/^ {4}groupmq +90\.0 +– +40\.0 +200\.0 +330\.0$/m);
+    expect(text).toMatch(
+      /^ {4}awaken-mailbox +41\.30 in all, 2\.40 scripts at 160\.0 µs; zadd 7\.00, hgetall 5\.60$/m,
+    );
+    expect(text).toMatch(/^ {4}groupmq +30\.00 in all, 2\.00 scripts at 45\.5 µs; hset 5\.00$/m);
+    // A note the peers share with our run is printed once; their own notes name them.
+    expect(text.match(/deltas of the whole server over the measured phase$/gm)).toHaveLength(1);
+    expect(text).toContain('note: bullmq: peer note');
+    expect(text).toContain('note: groupmq: peer note');
+  });
+
+  it('the text summary has the cost line without peers too', () => {
+    const text = formatResult(sampleResult());
+    expect(text).toMatch(/CPU per dispatch, µs/);
+    expect(text).toMatch(/^ {4}awaken-mailbox +300\.0 +120\.5 +80\.0 +500\.0 +1000\.5$/m);
+    expect(text).not.toMatch(/baseline/);
   });
 
   it('the text summary names the kill and the verdict', () => {
