@@ -260,7 +260,7 @@ local function leave(r)
   redis.call('HINCRBY', K_COUNTS, s, -1)
   if s == 'Queued' then
     if redis.call('ZREM', k_ready(t), okey) == 0 then redis.call('ZREM', k_waiting(t), okey) end
-    if tonumber(redis.call('ZINCRBY', K_QTHREADS, -1, t)) <= 0 then redis.call('ZREM', K_QTHREADS, t) end
+    if redis.call('ZCARD', k_status('Queued', t)) == 0 then redis.call('ZREM', K_QTHREADS, t) end
     redis.call('ZREM', K_DUE, r.dispatch_id)
   elseif s == 'Claimed' then
     redis.call('ZREM', K_LEASES, r.dispatch_id)
@@ -283,7 +283,8 @@ local function enter(r, now)
     else
       redis.call('ZADD', k_waiting(t), r.available_at, okey)
     end
-    redis.call('ZINCRBY', K_QTHREADS, '1', t)
+    -- Members only (readers ignore scores): a ZADD of a present member is cheaper than counting.
+    redis.call('ZADD', K_QTHREADS, '0', t)
     -- Signalled now (below or by the caller), so the sweeper owes it a republish only once it is
     -- available and the last signal is older than the republish delay.
     redis.call('ZADD', K_DUE, num(math.max(avail, SIGNAL_WALL + REPUBLISH_MS)), r.dispatch_id)
