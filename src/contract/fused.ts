@@ -18,6 +18,8 @@ export interface NextClaim {
   consumerId: string;
   leaseMs: number;
   dispatchInstanceId: string;
+  /** The token of the next claim, minted by the caller (`HandBackMailboxStore`); the store mints one when absent. */
+  claimToken?: string;
 }
 
 /**
@@ -98,5 +100,88 @@ export function isFusedStore(store: MailboxStore): store is FusedMailboxStore {
     typeof s.claimDispatchAndStart === 'function' &&
     typeof s.completeAndAck === 'function' &&
     typeof s.completeAndClaimNext === 'function'
+  );
+}
+
+// ---- Hand-back store additions (used by the Mailbox service) ----
+
+/**
+ * Brand of a store with the hand-back additions (`HandBackMailboxStore`): claims take a caller-minted
+ * token, and a claim can be handed back without counting as a failed attempt.
+ */
+export const HAND_BACK_STORE: unique symbol = Symbol.for('awaken-mailbox.hand-back-store');
+
+/** Which claim `releaseClaim` looks for: one dispatch, or whatever the token holds on one thread. */
+export type ClaimRef = { dispatchId: string } | { threadId: string };
+
+/**
+ * Optional store additions of the Mailbox service, on top of the fused operations:
+ *
+ * - Every claim variant takes an optional `claimToken` minted by the caller (`NextClaim.claimToken` for the
+ *   chained claim). A caller that lost a claim's reply (timeout, dropped connection) still knows the token,
+ *   so it can release whatever that claim took once the store answers again. Without it the store mints
+ *   one, as before.
+ * - `releaseClaim` hands a claim back: a Claimed dispatch holding `claimToken` (the dispatch `ref.dispatchId`,
+ *   or every Claimed dispatch of thread `ref.threadId`) returns to Queued, available at `now`, with
+ *   `attempt_count` and `last_error` unchanged, the claim and the runtime projection cleared, and is
+ *   signalled like any dispatch that became claimable. A claim whose epoch is older than its thread's is
+ *   superseded instead (as every owner write does). Returns the records after the change; `[]` when the
+ *   token holds nothing there (the claim never committed, or was already settled). Never fails for a
+ *   claim that is not ours.
+ * - `listClaimedByRunId` finds the Claimed dispatches of a run id (at most `limit`), whichever node holds
+ *   them: what `cancel(runId)` needs for a run claimed elsewhere. Reads the lease index (one entry per
+ *   Claimed dispatch), so its cost grows with the number of runs in progress, not with the queue.
+ */
+export interface HandBackMailboxStore extends FusedMailboxStore {
+  readonly [HAND_BACK_STORE]: true;
+
+  claim(
+    threadId: string,
+    consumerId: string,
+    leaseMs: number,
+    now: number,
+    limit: number,
+    claimToken?: string,
+  ): Promise<RunDispatch[]>;
+
+  claimDispatch(
+    dispatchId: string,
+    consumerId: string,
+    leaseMs: number,
+    now: number,
+    claimToken?: string,
+  ): Promise<RunDispatch | null>;
+
+  claimAndStart(
+    threadId: string,
+    consumerId: string,
+    leaseMs: number,
+    now: number,
+    dispatchInstanceId: string,
+    claimToken?: string,
+  ): Promise<RunDispatch | null>;
+
+  claimDispatchAndStart(
+    dispatchId: string,
+    consumerId: string,
+    leaseMs: number,
+    now: number,
+    dispatchInstanceId: string,
+    claimToken?: string,
+  ): Promise<RunDispatch | null>;
+
+  releaseClaim(ref: ClaimRef, claimToken: string, now: number): Promise<RunDispatch[]>;
+
+  listClaimedByRunId(runId: string, limit: number): Promise<RunDispatch[]>;
+}
+
+/** True when `store` carries the `HAND_BACK_STORE` brand (and the fused operations). */
+export function isHandBackStore(store: MailboxStore): store is HandBackMailboxStore {
+  const s = store as Partial<HandBackMailboxStore>;
+  return (
+    s[HAND_BACK_STORE] === true &&
+    isFusedStore(store) &&
+    typeof s.releaseClaim === 'function' &&
+    typeof s.listClaimedByRunId === 'function'
   );
 }

@@ -14,8 +14,11 @@ import * as args from '../contract/args.js';
 import { StorageError } from '../contract/errors.js';
 import {
   FUSED_STORE,
+  HAND_BACK_STORE,
+  type ClaimRef,
   type CompletedWithNext,
   type FusedMailboxStore,
+  type HandBackMailboxStore,
   type NextClaim,
 } from '../contract/fused.js';
 import type { MailboxStore } from '../contract/store.js';
@@ -77,8 +80,14 @@ function resultArgs(
   return { id, token, r };
 }
 
-export class MemoryMailboxStore implements MailboxStore, FusedMailboxStore {
+/** A caller-minted claim token (`HandBackMailboxStore`), or a fresh one. */
+function claimTokenArg(claimToken: unknown, name = 'claim_token'): string {
+  return claimToken === undefined ? uuidv7() : args.id(name, claimToken);
+}
+
+export class MemoryMailboxStore implements MailboxStore, FusedMailboxStore, HandBackMailboxStore {
   readonly [FUSED_STORE] = true as const;
+  readonly [HAND_BACK_STORE] = true as const;
   readonly #options: ResolvedMemoryOptions;
   readonly #table = new DispatchTable();
   readonly #signals: MemorySignalQueue | null;
@@ -138,12 +147,14 @@ export class MemoryMailboxStore implements MailboxStore, FusedMailboxStore {
     leaseMs: number,
     now: number,
     limit: number,
+    claimToken?: string,
   ): Promise<RunDispatch[]> {
     const threadKey = args.id('thread_id', threadId);
     const { consumer, leaseUntil } = args.claimLease(consumerId, leaseMs, now);
     const max = args.bounded('limit', limit, args.MAX_BATCH);
+    const token = claimTokenArg(claimToken);
     this.#assertOpen();
-    return this.#claimNow(threadKey, consumer, leaseUntil, now, max).map(copyRecord);
+    return this.#claimNow(threadKey, consumer, leaseUntil, now, max, token).map(copyRecord);
   }
 
   /** Fused `claim(.., 1)` + `recordDispatchStart` (src/contract/fused.ts), with no await in between. */
@@ -153,12 +164,14 @@ export class MemoryMailboxStore implements MailboxStore, FusedMailboxStore {
     leaseMs: number,
     now: number,
     dispatchInstanceId: string,
+    claimToken?: string,
   ): Promise<RunDispatch | null> {
     const threadKey = args.id('thread_id', threadId);
     const { consumer, leaseUntil } = args.claimLease(consumerId, leaseMs, now);
     const instance = args.id('dispatch_instance_id', dispatchInstanceId);
+    const token = claimTokenArg(claimToken);
     this.#assertOpen();
-    return this.#claimAndStartNow(threadKey, consumer, leaseUntil, now, instance);
+    return this.#claimAndStartNow(threadKey, consumer, leaseUntil, now, instance, token);
   }
 
   /** The synchronous body of `claimAndStart` (arguments already validated); a copy of the started record. */
@@ -168,8 +181,9 @@ export class MemoryMailboxStore implements MailboxStore, FusedMailboxStore {
     leaseUntil: number,
     now: number,
     instance: string,
+    token: string,
   ): RunDispatch | null {
-    const [claimed] = this.#claimNow(threadKey, consumer, leaseUntil, now, 1);
+    const [claimed] = this.#claimNow(threadKey, consumer, leaseUntil, now, 1, token);
     return claimed === undefined ? null : copyRecord(this.#startNow(claimed, instance, now));
   }
 
@@ -180,12 +194,14 @@ export class MemoryMailboxStore implements MailboxStore, FusedMailboxStore {
     leaseMs: number,
     now: number,
     dispatchInstanceId: string,
+    claimToken?: string,
   ): Promise<RunDispatch | null> {
     const id = args.id('dispatch_id', dispatchId);
     const { consumer, leaseUntil } = args.claimLease(consumerId, leaseMs, now);
     const instance = args.id('dispatch_instance_id', dispatchInstanceId);
+    const token = claimTokenArg(claimToken);
     this.#assertOpen();
-    const claimed = this.#claimByIdNow(id, consumer, leaseUntil, now);
+    const claimed = this.#claimByIdNow(id, consumer, leaseUntil, now, token);
     return claimed === null ? null : copyRecord(this.#startNow(claimed, instance, now));
   }
 
@@ -196,6 +212,7 @@ export class MemoryMailboxStore implements MailboxStore, FusedMailboxStore {
     leaseUntil: number,
     now: number,
     max: number,
+    token: string,
   ): RunDispatch[] {
     const thread = this.#table.thread(threadKey);
     if (thread === undefined) return [];
@@ -212,12 +229,17 @@ export class MemoryMailboxStore implements MailboxStore, FusedMailboxStore {
       else chosen.push(d);
     }
     for (const d of early) this.#table.demote(thread, d);
-    const token = uuidv7();
     return this.#commitAll(chosen, (d) => tx.claimed(d, token, consumer, leaseUntil, now));
   }
 
   /** The synchronous body of `claimDispatch` (arguments already validated). */
-  #claimByIdNow(id: string, consumer: string, leaseUntil: number, now: number): RunDispatch | null {
+  #claimByIdNow(
+    id: string,
+    consumer: string,
+    leaseUntil: number,
+    now: number,
+    token: string,
+  ): RunDispatch | null {
     const d = this.#table.get(id);
     if (d === undefined || d.status !== 'Queued') return null;
     const thread = this.#table.ensureThread(d.thread_id);
@@ -227,7 +249,7 @@ export class MemoryMailboxStore implements MailboxStore, FusedMailboxStore {
     }
     if (thread.size('Claimed') > 0) return null;
     // available_at is ignored: this is the inline claim by id (contract.md §5.3).
-    return this.#commit(d, tx.claimed(d, uuidv7(), consumer, leaseUntil, now));
+    return this.#commit(d, tx.claimed(d, token, consumer, leaseUntil, now));
   }
 
   /** The synchronous body of `recordDispatchStart` for the stored record `claimed`. */
@@ -241,11 +263,13 @@ export class MemoryMailboxStore implements MailboxStore, FusedMailboxStore {
     consumerId: string,
     leaseMs: number,
     now: number,
+    claimToken?: string,
   ): Promise<RunDispatch | null> {
     const id = args.id('dispatch_id', dispatchId);
     const { consumer, leaseUntil } = args.claimLease(consumerId, leaseMs, now);
+    const token = claimTokenArg(claimToken);
     this.#assertOpen();
-    const claimed = this.#claimByIdNow(id, consumer, leaseUntil, now);
+    const claimed = this.#claimByIdNow(id, consumer, leaseUntil, now, token);
     return claimed === null ? null : copyRecord(claimed);
   }
 
@@ -305,11 +329,19 @@ export class MemoryMailboxStore implements MailboxStore, FusedMailboxStore {
   ): Promise<CompletedWithNext> {
     const { id, token, r } = resultArgs(dispatchId, claimToken, result, now);
     const claim = args.nextClaim(next, now);
+    const nextToken = claimTokenArg(next.claimToken, 'next.claim_token');
     this.#assertOpen();
     this.#completeNow(id, token, r, now);
     try {
       return {
-        next: this.#claimAndStartNow(claim.threadId, claim.consumer, claim.leaseUntil, now, claim.instance),
+        next: this.#claimAndStartNow(
+          claim.threadId,
+          claim.consumer,
+          claim.leaseUntil,
+          now,
+          claim.instance,
+          nextToken,
+        ),
       };
     } catch (err) {
       if (err instanceof StorageError) return { next: null, claimError: err };
@@ -373,6 +405,42 @@ export class MemoryMailboxStore implements MailboxStore, FusedMailboxStore {
     // Only Queued dispatches; no epoch check (a stale Queued dispatch becomes Cancelled). Never raises.
     if (d === undefined || d.status !== 'Queued') return null;
     return copyRecord(this.#commit(d, tx.cancelled(d, now)));
+  }
+
+  /** Hand a claim back without costing an attempt (`HandBackMailboxStore`, src/contract/fused.ts). */
+  async releaseClaim(ref: ClaimRef, claimToken: string, now: number): Promise<RunDispatch[]> {
+    const target = claimRefArg(ref);
+    const token = args.id('claim_token', claimToken);
+    args.u64('now', now);
+    this.#assertOpen();
+    let held: RunDispatch[];
+    if ('dispatchId' in target) {
+      const d = this.#table.get(target.dispatchId);
+      held = d !== undefined && d.status === 'Claimed' && d.claim_token === token ? [d] : [];
+    } else {
+      const claimed = this.#table.thread(target.threadId)?.list('Claimed');
+      held = claimed === undefined ? [] : [...claimed.values()].filter((d) => d.claim_token === token);
+    }
+    const next = held.map((d) => {
+      const current = this.#epochOf(d.thread_id);
+      return d.dispatch_epoch < current
+        ? tx.superseded(d, now, current, REASON.claimedByEpoch)
+        : claimReleased(d, now);
+    });
+    return this.#commitAll(held, (_d, i) => next[i] as RunDispatch).map(copyRecord);
+  }
+
+  /** The Claimed dispatches of `runId` (`HandBackMailboxStore`), from the lease index. */
+  async listClaimedByRunId(runId: string, limit: number): Promise<RunDispatch[]> {
+    const run = args.id('run_id', runId);
+    const max = args.bounded('limit', limit, args.MAX_BATCH);
+    this.#assertOpen();
+    const out: RunDispatch[] = [];
+    for (const d of this.#table.leases.values()) {
+      if (out.length >= max) break;
+      if (d.run_id === run) out.push(copyRecord(d));
+    }
+    return out;
   }
 
   async extendLease(
@@ -693,7 +761,10 @@ export class MemoryMailboxStore implements MailboxStore, FusedMailboxStore {
   }
 
   /** Validate every next record first, then commit them all (all or nothing). */
-  #commitAll(records: readonly RunDispatch[], next: (d: RunDispatch) => RunDispatch): RunDispatch[] {
+  #commitAll(
+    records: readonly RunDispatch[],
+    next: (d: RunDispatch, i: number) => RunDispatch,
+  ): RunDispatch[] {
     const nexts = records.map(next);
     nexts.forEach((d) => validateForPersist(d));
     return records.map((d, i) => this.#commit(d, nexts[i] as RunDispatch));
@@ -716,6 +787,38 @@ export class MemoryMailboxStore implements MailboxStore, FusedMailboxStore {
     this.#signals.publishNow([ref]);
     this.#republish.set(ref, Math.max(d.available_at, Date.now() + this.#options.republishAfterMs));
   }
+}
+
+/** `releaseClaim`'s argument: exactly one of a dispatch id or a thread id. */
+function claimRefArg(ref: unknown): ClaimRef {
+  if (typeof ref !== 'object' || ref === null) throw StorageError.validation('ref must be an object');
+  const r = ref as Record<string, unknown>;
+  if (r.dispatchId !== undefined && r.threadId === undefined) {
+    return { dispatchId: args.id('ref.dispatch_id', r.dispatchId) };
+  }
+  if (r.threadId !== undefined && r.dispatchId === undefined) {
+    return { threadId: args.id('ref.thread_id', r.threadId) };
+  }
+  throw StorageError.validation('ref must name exactly one of dispatchId or threadId');
+}
+
+/** A claim handed back: Queued at `now`, attempt_count and last_error kept, claim and projection cleared. */
+function claimReleased(d: RunDispatch, now: number): RunDispatch {
+  return {
+    ...d,
+    status: 'Queued',
+    claim_token: null,
+    claimed_by: null,
+    lease_until: null,
+    dispatch_instance_id: null,
+    run_status: null,
+    termination: null,
+    run_response: null,
+    run_error: null,
+    available_at: now,
+    completed_at: null,
+    updated_at: now,
+  };
 }
 
 /** Merge per-status lists (each in queue order) into one ordered page: skip `offset`, take `limit`. */

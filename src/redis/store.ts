@@ -12,8 +12,11 @@ import * as args from '../contract/args.js';
 import { StorageError } from '../contract/errors.js';
 import {
   FUSED_STORE,
+  HAND_BACK_STORE,
+  type ClaimRef,
   type CompletedWithNext,
   type FusedMailboxStore,
+  type HandBackMailboxStore,
   type NextClaim,
 } from '../contract/fused.js';
 import type { MailboxStore } from '../contract/store.js';
@@ -35,7 +38,7 @@ import type { LiveChannel } from '../live/channel.js';
 import { filterSignals } from '../signals/filter.js';
 import type { SignalRef, SignalTransport } from '../signals/transport.js';
 import { silentLogger, type Logger } from '../util/logger.js';
-import { toIoError } from './errors.js';
+import { redisIoError, toIoError } from './errors.js';
 import type { RedisKeys } from './keys.js';
 import type { SignalsMode } from './options.js';
 import { enqueueFields, pairsToObject, recordFromHash, terminationJson } from './record.js';
@@ -83,13 +86,22 @@ function wellFormed(name: string, value: string): string {
 const id = (name: string, value: unknown): string => wellFormed(name, args.id(name, value));
 const text = (name: string, value: unknown): string => wellFormed(name, args.text(name, value));
 
+/** A caller-minted claim token (`HandBackMailboxStore`), or a fresh one. */
+function claimTokenArg(claimToken: unknown, name = 'claim_token'): string {
+  return claimToken === undefined ? uuidv7() : id(name, claimToken);
+}
+
+/** Claimed dispatches read per round trip by `listClaimedByRunId`. */
+const CLAIMED_SCAN_BATCH = 500;
+
 function str(value: unknown, what: string): string {
   if (typeof value !== 'string') throw StorageError.serialization(`${what}: expected a string in the reply`);
   return value;
 }
 
-export class RedisMailboxStore implements MailboxStore, FusedMailboxStore {
+export class RedisMailboxStore implements MailboxStore, FusedMailboxStore, HandBackMailboxStore {
   readonly [FUSED_STORE] = true as const;
+  readonly [HAND_BACK_STORE] = true as const;
 
   readonly #redis: Redis;
   readonly #scripts: ScriptRunner;
@@ -162,14 +174,16 @@ export class RedisMailboxStore implements MailboxStore, FusedMailboxStore {
     leaseMs: number,
     now: number,
     limit: number,
+    claimToken?: string,
   ): Promise<RunDispatch[]> {
     const thread = id('thread_id', threadId);
     const { consumer, leaseUntil } = args.claimLease(consumerId, leaseMs, now, id);
     const max = args.bounded('limit', limit, args.MAX_BATCH);
+    const token = claimTokenArg(claimToken);
     const payload = await this.#run('claim', this.#claimKeys(thread), [
       thread,
       consumer,
-      uuidv7(),
+      token,
       String(now),
       String(leaseUntil),
       String(max),
@@ -184,14 +198,16 @@ export class RedisMailboxStore implements MailboxStore, FusedMailboxStore {
     leaseMs: number,
     now: number,
     dispatchInstanceId: string,
+    claimToken?: string,
   ): Promise<RunDispatch | null> {
     const thread = id('thread_id', threadId);
     const { consumer, leaseUntil } = args.claimLease(consumerId, leaseMs, now, id);
     const instance = id('dispatch_instance_id', dispatchInstanceId);
+    const token = claimTokenArg(claimToken);
     const payload = await this.#run('claim_and_start', this.#claimKeys(thread), [
       thread,
       consumer,
-      uuidv7(),
+      token,
       String(now),
       String(leaseUntil),
       instance,
@@ -206,14 +222,16 @@ export class RedisMailboxStore implements MailboxStore, FusedMailboxStore {
     leaseMs: number,
     now: number,
     dispatchInstanceId: string,
+    claimToken?: string,
   ): Promise<RunDispatch | null> {
     const did = id('dispatch_id', dispatchId);
     const { consumer, leaseUntil } = args.claimLease(consumerId, leaseMs, now, id);
     const instance = id('dispatch_instance_id', dispatchInstanceId);
+    const token = claimTokenArg(claimToken);
     const payload = await this.#run(
       'claim_dispatch_and_start',
       [this.#keys.record(did)],
-      [did, consumer, uuidv7(), String(now), String(leaseUntil), instance],
+      [did, consumer, token, String(now), String(leaseUntil), instance],
     );
     return payload.length === 0 ? null : this.#decodeFlat(payload[0], did);
   }
@@ -235,13 +253,15 @@ export class RedisMailboxStore implements MailboxStore, FusedMailboxStore {
     consumerId: string,
     leaseMs: number,
     now: number,
+    claimToken?: string,
   ): Promise<RunDispatch | null> {
     const did = id('dispatch_id', dispatchId);
     const { consumer, leaseUntil } = args.claimLease(consumerId, leaseMs, now, id);
+    const token = claimTokenArg(claimToken);
     const payload = await this.#run(
       'claim_dispatch',
       [this.#keys.record(did)],
-      [did, consumer, uuidv7(), String(now), String(leaseUntil)],
+      [did, consumer, token, String(now), String(leaseUntil)],
     );
     return payload.length === 0 ? null : this.#decodeFlat(payload[0], did);
   }
@@ -295,10 +315,11 @@ export class RedisMailboxStore implements MailboxStore, FusedMailboxStore {
   ): Promise<CompletedWithNext> {
     const [keys, resultArgs] = this.#resultCall(dispatchId, claimToken, result, now);
     const claim = args.nextClaim(next, now, id);
+    const nextToken = claimTokenArg(next.claimToken, 'next.claim_token');
     const payload = await this.#run(
       'complete_and_claim_next',
       [...keys, ...this.#claimKeys(claim.threadId)],
-      [...resultArgs, claim.threadId, claim.consumer, uuidv7(), String(claim.leaseUntil), claim.instance],
+      [...resultArgs, claim.threadId, claim.consumer, nextToken, String(claim.leaseUntil), claim.instance],
     );
     if (payload.length === 0) return { next: null };
     if (payload[0] === 'claim-err') {
@@ -372,6 +393,62 @@ export class RedisMailboxStore implements MailboxStore, FusedMailboxStore {
     args.u64('now', now);
     const payload = await this.#run('cancel', [this.#keys.record(did)], [did, String(now)]);
     return payload.length === 0 ? null : this.#decodeFlat(payload[0], did);
+  }
+
+  /** Hand a claim back without costing an attempt (`HandBackMailboxStore`, src/contract/fused.ts). */
+  async releaseClaim(ref: ClaimRef, claimToken: string, now: number): Promise<RunDispatch[]> {
+    if (typeof ref !== 'object' || ref === null) throw StorageError.validation('ref must be an object');
+    const r = ref as { dispatchId?: unknown; threadId?: unknown };
+    let call: [string, string, string];
+    if (r.dispatchId !== undefined && r.threadId === undefined) {
+      const did = id('ref.dispatch_id', r.dispatchId);
+      call = ['dispatch', did, this.#keys.record(did)];
+    } else if (r.threadId !== undefined && r.dispatchId === undefined) {
+      const thread = id('ref.thread_id', r.threadId);
+      call = ['thread', thread, this.#keys.byStatus('Claimed', thread)];
+    } else {
+      throw StorageError.validation('ref must name exactly one of dispatchId or threadId');
+    }
+    const token = id('claim_token', claimToken);
+    args.u64('now', now);
+    const [mode, target, key] = call;
+    const payload = await this.#run('release_claim', [key], [mode, target, token, String(now)]);
+    const released = payload.map((pairs) => this.#decodeFlat(pairs));
+    await this.#published(
+      released
+        .filter((d) => d.status === 'Queued')
+        .map((d) => ({ thread_id: d.thread_id, dispatch_id: d.dispatch_id })),
+    );
+    return released;
+  }
+
+  /**
+   * The Claimed dispatches of `runId` (`HandBackMailboxStore`): the lease index read in pages, each page's
+   * `run_id` fields in one pipeline, the matching records loaded and decoded.
+   */
+  async listClaimedByRunId(runId: string, limit: number): Promise<RunDispatch[]> {
+    const run = id('run_id', runId);
+    const max = args.bounded('limit', limit, args.MAX_BATCH);
+    if (max === 0) return [];
+    const matches: string[] = [];
+    for (let start = 0; matches.length < max; start += CLAIMED_SCAN_BATCH) {
+      const ids = await this.#io(() =>
+        this.#redis.zrange(this.#keys.leases, String(start), String(start + CLAIMED_SCAN_BATCH - 1)),
+      );
+      if (ids.length === 0) break;
+      const runIds = await this.#io(async () => {
+        const pipeline = this.#redis.pipeline();
+        for (const did of ids) pipeline.hget(this.#keys.record(did), 'run_id');
+        return (await pipeline.exec()) ?? [];
+      });
+      ids.forEach((did, i) => {
+        const [err, value] = runIds[i] ?? [null, null];
+        if (!err && value === run && matches.length < max) matches.push(did);
+      });
+      if (ids.length < CLAIMED_SCAN_BATCH) break;
+    }
+    const records = await this.loadDispatches(matches);
+    return records.filter((d): d is RunDispatch => d !== null && d.status === 'Claimed' && d.run_id === run);
   }
 
   async extendLease(
@@ -633,7 +710,7 @@ export class RedisMailboxStore implements MailboxStore, FusedMailboxStore {
     });
     return ids.map((did, i) => {
       const [err, fields] = results[i] ?? [new Error('missing pipeline reply'), null];
-      if (err) throw toIoError('redis', err, this.#secrets);
+      if (err) throw redisIoError(this.#redis, err, this.#secrets);
       const obj = (fields ?? {}) as Record<string, string>;
       if (Object.keys(obj).length === 0) return null;
       try {
@@ -751,7 +828,7 @@ export class RedisMailboxStore implements MailboxStore, FusedMailboxStore {
     try {
       return await Promise.race([operation(), deadline]);
     } catch (err) {
-      throw toIoError('redis', err, this.#secrets);
+      throw redisIoError(this.#redis, err, this.#secrets);
     } finally {
       clearTimeout(timer);
     }
