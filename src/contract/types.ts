@@ -154,6 +154,12 @@ export type LiveDeliveryOutcome = 'Delivered' | 'NoSubscriber';
 export interface LiveCommandReceipt {
   /** Tell the producer the run accepted the command. Idempotent; later calls are no-ops. */
   ack(): Promise<void>;
+  /**
+   * Tell the producer the run does not take the command (its executor does not read commands): the
+   * producer sees `NoSubscriber` at once instead of after its timeout. Optional; after `ack` or `reject`
+   * further calls are no-ops.
+   */
+  reject?(): Promise<void>;
 }
 
 export interface LiveRunCommandEntry {

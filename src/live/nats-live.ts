@@ -345,6 +345,20 @@ class NatsLiveReceipt implements LiveCommandReceipt {
       this.#logger.warn?.('live ack failed', { error: redactCredentials(errorText(err)) });
     }
   }
+
+  /**
+   * Not taken: an empty reply with status 503, the server's own "no responders" answer, which the nats.js
+   * requester reports as `NoRespondersError` (so `NoSubscriber`) at once.
+   */
+  async reject(): Promise<void> {
+    if (this.#acked) return;
+    this.#acked = true;
+    try {
+      this.#msg.respond(Empty, { headers: headers(503, 'No Responders') });
+    } catch (err) {
+      this.#logger.warn?.('live reject failed', { error: redactCredentials(errorText(err)) });
+    }
+  }
 }
 
 /** nats.js reports "nobody listening" as a TimeoutError, or a RequestError caused by NoRespondersError (503). */

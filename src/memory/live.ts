@@ -125,6 +125,7 @@ class MemoryLiveStream implements LiveRunCommandStream {
         ack: async () => {
           if (!this.#closed) this.settle(p, 'Delivered');
         },
+        reject: async () => this.settle(p, 'NoSubscriber'),
       },
     };
   }
