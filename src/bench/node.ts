@@ -74,7 +74,7 @@ export class BenchNode {
 
   /** Graceful: lets running executors finish (within the Mailbox's stop grace), then releases everything. */
   stop(): Promise<void> {
-    const stopping = this.stopped ?? this.mailbox.stop();
+    const stopping = this.stopped ?? this.mailbox.stop().then(() => undefined);
     this.stopped = stopping;
     return stopping;
   }

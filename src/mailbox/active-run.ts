@@ -13,25 +13,30 @@ import type { LeaseRenewer } from './lease-renewer.js';
 /** `starting` → `executing` (executor running) → `settling` (writing the outcome) → `done`. */
 export type RunPhase = 'starting' | 'executing' | 'settling' | 'done';
 
+/** Why a live `Cancel` reached the run: `interrupt` when its thread's epoch moved past the claim. */
+export type LiveCancelReason = (run: ActiveRun) => Promise<AbortReason>;
+
 export class ActiveRun {
   readonly dispatch: RunDispatch;
   readonly claimToken: string;
   readonly inbox = new CommandInbox();
   readonly #controller = new AbortController();
   readonly #logger: Logger;
+  readonly #liveCancelReason: LiveCancelReason;
   #stream: LiveRunCommandStream | null = null;
   #renewer: LeaseRenewer | null = null;
   phase: RunPhase = 'starting';
-  /** `stop()` gave up waiting for the executor and released the claim itself: write nothing more. */
-  detached = false;
+  /** The lease could not be proven (lost, or renewals failed past the deadline): write nothing more. */
+  leaseLost = false;
   /** Resolves when the execution (including its store writes) is over. Set by the launcher. */
   finished: Promise<void> = Promise.resolve();
 
-  constructor(dispatch: RunDispatch, logger: Logger) {
+  constructor(dispatch: RunDispatch, logger: Logger, liveCancelReason?: LiveCancelReason) {
     if (dispatch.claim_token === null) throw new Error(`dispatch ${dispatch.dispatch_id} is not claimed`);
     this.dispatch = dispatch;
     this.claimToken = dispatch.claim_token;
     this.#logger = logger;
+    this.#liveCancelReason = liveCancelReason ?? (() => Promise.resolve('cancel'));
   }
 
   get signal(): AbortSignal {
@@ -57,6 +62,27 @@ export class ActiveRun {
     return true;
   }
 
+  /** The lease is no longer proven: abort (`lease-lost`) and never write for this claim again. */
+  loseLease(): void {
+    this.leaseLost = true;
+    this.abort('lease-lost');
+  }
+
+  /** A live `Cancel` arrived: abort with the reason it stands for (cancel, or interrupt). */
+  async #onLiveCancel(): Promise<void> {
+    if (this.#controller.signal.aborted || this.phase === 'done') return;
+    let reason: AbortReason = 'cancel';
+    try {
+      reason = await this.#liveCancelReason(this);
+    } catch (err) {
+      this.#logger.warn?.('could not tell a live cancel from an interrupt; cancelling', {
+        ...this.label,
+        error: errorMessage(err),
+      });
+    }
+    this.abort(reason);
+  }
+
   attachRenewer(renewer: LeaseRenewer): void {
     this.#renewer = renewer;
     renewer.start();
@@ -77,12 +103,28 @@ export class ActiveRun {
       return;
     }
     this.#stream = stream;
-    void forwardLiveCommands(stream, this.inbox, () => this.abort('cancel'), this.#logger, this.label);
+    void forwardLiveCommands(
+      stream,
+      this.inbox,
+      () => this.#onLiveCancel(),
+      () => this.abort('cancel'),
+      this.#logger,
+      this.label,
+    );
   }
 
-  /** Whether a steering command can still reach the executor. */
+  /** Whether a steering command can still reach the executor (it runs, and reads `ctx.commands`). */
   get acceptsCommands(): boolean {
-    return (this.phase === 'starting' || this.phase === 'executing') && !this.inbox.isClosed;
+    return (
+      (this.phase === 'starting' || this.phase === 'executing') &&
+      this.inbox.isReading &&
+      !this.inbox.isClosed
+    );
+  }
+
+  /** The executor is still running (or about to): its claim must not be released by anyone else. */
+  get executing(): boolean {
+    return this.phase === 'starting' || this.phase === 'executing';
   }
 
   /**

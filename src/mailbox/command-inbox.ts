@@ -3,6 +3,10 @@
  * node's own `sendMessages` / `sendDecision`) wait here until the executor reads them. Bounded: when full, a
  * command is refused and its receipt is never acked, so the sender sees "not delivered" and falls back.
  * Closing ends every iterator; commands still buffered are dropped un-acked (the run never accepted them).
+ *
+ * Commands are only taken once the executor started reading (`isReading`: it asked `ctx.commands` for an
+ * iterator). An executor that never reads them refuses every command at once, so a sender falls back to a
+ * durable dispatch without waiting for an ack that cannot come.
  */
 import type { LiveCommandReceipt, LiveRunCommand, LiveRunCommandEntry } from '../contract/types.js';
 
@@ -14,6 +18,7 @@ export class CommandInbox implements AsyncIterable<LiveRunCommandEntry> {
   readonly #buffer: LiveRunCommandEntry[] = [];
   readonly #waiters: ((result: IteratorResult<LiveRunCommandEntry>) => void)[] = [];
   #closed = false;
+  #reading = false;
   readonly closed: Promise<void>;
   #resolveClosed!: () => void;
 
@@ -26,9 +31,17 @@ export class CommandInbox implements AsyncIterable<LiveRunCommandEntry> {
     return this.#closed;
   }
 
-  /** Hand an entry to the executor. False when the inbox is closed or full (the entry is not delivered). */
+  /** Whether the executor asked for the commands (and so may accept some). */
+  get isReading(): boolean {
+    return this.#reading;
+  }
+
+  /**
+   * Hand an entry to the executor. False when the inbox is closed, full, or its executor does not read
+   * commands (the entry is not delivered).
+   */
   offer(entry: LiveRunCommandEntry): boolean {
-    if (this.#closed) return false;
+    if (this.#closed || !this.#reading) return false;
     const waiter = this.#waiters.shift();
     if (waiter) {
       waiter({ value: entry, done: false });
@@ -48,6 +61,7 @@ export class CommandInbox implements AsyncIterable<LiveRunCommandEntry> {
   }
 
   [Symbol.asyncIterator](): AsyncIterator<LiveRunCommandEntry> {
+    this.#reading = true;
     return {
       next: () => {
         const entry = this.#buffer.shift();

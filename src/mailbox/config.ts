@@ -32,6 +32,7 @@ export const DEFAULT_MAILBOX_CONFIG: Readonly<MailboxConfig> = Object.freeze({
   signalFetchExpiresMs: 500,
   signalNackBaseDelayMs: 500,
   signalNackMaxDelayMs: 30_000,
+  concurrency: 32,
   maxConcurrentHandlers: 32,
   remoteCancelWaitMs: 5_000,
   remoteCancelPollMs: 25,
@@ -57,6 +58,7 @@ const overridesSchema = z
     signalFetchExpiresMs: z.number().int().positive().max(MAX_PULL_EXPIRES_MS),
     signalNackBaseDelayMs: ms,
     signalNackMaxDelayMs: ms,
+    concurrency: count,
     maxConcurrentHandlers: count,
     remoteCancelWaitMs: ms,
     remoteCancelPollMs: ms,
@@ -68,15 +70,28 @@ const overridesSchema = z
 /**
  * Merge `overrides` over the defaults and check the combination. When only `leaseMs` is overridden, the renewal
  * interval defaults to a third of the lease (at most 10 s), so a short test lease still gets renewed in time.
+ * `maxConcurrentHandlers` is the older name of `concurrency`: either sets both.
  */
 export function resolveMailboxConfig(overrides: unknown = {}): MailboxConfig {
   const parsed = overridesSchema.safeParse(overrides ?? {});
   if (!parsed.success) throw StorageError.validation(describeZodError(parsed.error, 'config'));
   const given = parsed.data;
   const leaseMs = given.leaseMs ?? DEFAULT_MAILBOX_CONFIG.leaseMs;
+  if (
+    given.concurrency !== undefined &&
+    given.maxConcurrentHandlers !== undefined &&
+    given.concurrency !== given.maxConcurrentHandlers
+  ) {
+    throw StorageError.validation(
+      'config.maxConcurrentHandlers: a deprecated alias of config.concurrency; give only config.concurrency',
+    );
+  }
+  const concurrency = given.concurrency ?? given.maxConcurrentHandlers ?? DEFAULT_MAILBOX_CONFIG.concurrency;
   const config: MailboxConfig = {
     ...DEFAULT_MAILBOX_CONFIG,
     ...stripUndefined(given),
+    concurrency,
+    maxConcurrentHandlers: concurrency,
     leaseRenewalIntervalMs:
       given.leaseRenewalIntervalMs ??
       Math.max(1, Math.min(DEFAULT_MAILBOX_CONFIG.leaseRenewalIntervalMs, Math.floor(leaseMs / 3))),

@@ -6,11 +6,18 @@
  *
  * With a `FusedMailboxStore` (src/contract/fused.ts) the claim already recorded the start in the same atomic
  * step (`claimAndStart` / `claimDispatchAndStart`, see `PreStarted`), and a completed run records its result
- * and acks in one call (`completeAndAck`).
+ * and acks in one call (`completeAndAck`). With a `HandBackMailboxStore` a run cut short by `stop()` is handed
+ * back without counting as a failed attempt (`releaseClaim`).
  */
 import { v7 as uuidv7 } from 'uuid';
 import { isStorageError } from '../contract/errors.js';
-import { isFusedStore, type FusedMailboxStore, type NextClaim } from '../contract/fused.js';
+import {
+  isFusedStore,
+  isHandBackStore,
+  type ClaimRef,
+  type FusedMailboxStore,
+  type NextClaim,
+} from '../contract/fused.js';
 import type { MailboxStore } from '../contract/store.js';
 import type { RunDispatch, RunDispatchResult, RunStatus, TerminationReason } from '../contract/types.js';
 import type { Logger } from '../util/logger.js';
@@ -38,6 +45,11 @@ export interface ExecutionDeps {
    * next dispatch starts in the same round trip. Null = do not chain (stopping).
    */
   nextClaim(threadId: string): NextClaim | null;
+  /**
+   * A claim whose reply was lost (the call failed, it may have committed): release whatever `claimToken`
+   * holds there once the store answers again.
+   */
+  releaseLostClaim(ref: ClaimRef, claimToken: string): void;
 }
 
 /** A claim whose start the store recorded in the same step (claim + start, or completion + claim + start). */
@@ -55,20 +67,23 @@ type Settlement =
       termination: TerminationReason | null;
       response: string | null;
       error: string | null;
+      /** The event the acked run is reported with: `cancelled` when cancel / interrupt ended it. */
+      event: 'completed' | 'cancelled';
     }
   | { kind: 'retry'; error: string }
   | { kind: 'fail'; error: string }
-  /** `stop()` cut the run short: nack with retry_at = now so another node takes it at once. */
+  /** `stop()` cut the run short: hand it back so another node takes it at once. */
   | { kind: 'release'; error: string }
   /** The claim is gone (lease lost): nothing may be written. */
   | { kind: 'lost' };
 
-const CANCELLED: Settlement = {
+const CANCELLED: Extract<Settlement, { kind: 'completed' }> = {
   kind: 'completed',
   status: 'done',
   termination: { type: 'cancelled' },
   response: null,
   error: null,
+  event: 'cancelled',
 };
 const SHUTDOWN_ERROR = 'mailbox stopped before the run finished';
 
@@ -111,8 +126,9 @@ export async function executeClaimed(
   deps.emit('started', started, instanceId);
 
   run.phase = 'executing';
-  const settlement = await runExecutor(deps, run, started, instanceId);
-  if (run.detached) return null;
+  const outcome = await runExecutor(deps, run, started, instanceId);
+  // Renewals that failed past the lease deadline: another node may own the claim by now.
+  const settlement: Settlement = run.leaseLost ? { kind: 'lost' } : outcome;
   run.phase = 'settling';
   run.stopRenewing();
   await run.endCommands();
@@ -234,8 +250,9 @@ async function runExecutor(
 }
 
 /**
- * A run the Mailbox aborted: cancel/interrupt end it as cancelled (a cancelled run is never retried; an explicit
- * `fail` still dead-letters), `stop()` releases it for another node, a lost lease writes nothing.
+ * A run the Mailbox aborted: cancel/interrupt end it as cancelled, whatever the executor answered (a
+ * cancelled run is never retried; an explicit `fail` still dead-letters; a `response` is kept), `stop()`
+ * hands it back for another node, a lost lease writes nothing.
  */
 function afterAbort(run: ActiveRun, outcome: Settlement | null): Settlement {
   switch (run.abortReason) {
@@ -244,7 +261,8 @@ function afterAbort(run: ActiveRun, outcome: Settlement | null): Settlement {
     case 'shutdown':
       return { kind: 'release', error: SHUTDOWN_ERROR };
     default:
-      if (outcome && (outcome.kind === 'completed' || outcome.kind === 'fail')) return outcome;
+      if (outcome?.kind === 'fail') return outcome;
+      if (outcome?.kind === 'completed') return { ...CANCELLED, response: outcome.response };
       return CANCELLED;
   }
 }
@@ -263,6 +281,7 @@ function fromOutcome(outcome: unknown): Settlement {
         termination,
         response: o.response ?? null,
         error: o.error ?? null,
+        event: 'completed',
       };
     }
     case 'retry':
@@ -287,7 +306,7 @@ async function settle(
       logger.warn?.('run ended after its lease was lost; nothing recorded', run.label);
       return null;
     case 'release':
-      await nack(deps, run, started, Date.now(), settlement.error);
+      await handBack(deps, run, settlement.error);
       return null;
     default:
       break;
@@ -328,7 +347,7 @@ async function settleSequential(
   const withResult = recorded === 'ok' ? tx.runResultRecorded(started, result, recordedAt) : started;
   switch (settlement.kind) {
     case 'completed':
-      await ack(deps, run, withResult, result, recorded === 'ok');
+      await ack(deps, run, withResult, result, recorded === 'ok', settlement.event);
       return;
     case 'retry': {
       const now = Date.now();
@@ -382,7 +401,7 @@ async function completeFused(
       }
       chained = startedClaim(done.next, next.dispatchInstanceId);
     }
-    deps.emit('completed', tx.acked(tx.runResultRecorded(started, result, now), now));
+    deps.emit(settlement.event, tx.acked(tx.runResultRecorded(started, result, now), now));
     return chained;
   } catch (err) {
     deps.logger.warn?.('recording the run result and ack failed', { ...run.label, error: errorMessage(err) });
@@ -390,13 +409,14 @@ async function completeFused(
       await reconcile(deps, run);
       return null;
     }
+    // The answer was lost: a claim chained onto a committed completion may hold the thread's next
+    // dispatch under a token only we know. Release it once the store answers again.
+    if (next?.claimToken !== undefined) deps.releaseLostClaim({ threadId: next.threadId }, next.claimToken);
   }
-  // The answer was lost: a claim chained onto a committed completion is unknown here, and comes back
-  // to the thread's queue when its lease expires.
   const loaded = await load(deps, run);
   if (!loaded) return null;
   if (loaded.status === 'Acked') {
-    deps.emit('completed', loaded);
+    deps.emit(settlement.event, loaded);
     return null;
   }
   if (loaded.status === 'Claimed' && loaded.claim_token === run.claimToken) {
@@ -428,12 +448,13 @@ async function ack(
   withResult: RunDispatch,
   result: RunDispatchResult,
   resultRecorded: boolean,
+  event: 'completed' | 'cancelled',
 ): Promise<void> {
   const { store, logger } = deps;
   const now = Date.now();
   try {
     await store.ack(run.dispatch.dispatch_id, run.claimToken, now);
-    deps.emit('completed', tx.acked(withResult, now));
+    deps.emit(event, tx.acked(withResult, now));
     return;
   } catch (err) {
     logger.warn?.('ack failed; checking the dispatch', { ...run.label, error: errorMessage(err) });
@@ -442,7 +463,7 @@ async function ack(
   const loaded = await load(deps, run);
   if (!loaded) return;
   if (loaded.status === 'Acked') {
-    deps.emit('completed', loaded);
+    deps.emit(event, loaded);
     return;
   }
   if (
@@ -455,7 +476,7 @@ async function ack(
     const again = Date.now();
     try {
       await store.ack(run.dispatch.dispatch_id, run.claimToken, again);
-      deps.emit('completed', tx.acked(loaded, again));
+      deps.emit(event, tx.acked(loaded, again));
     } catch (err) {
       logger.error?.('ack retry failed', { ...run.label, error: errorMessage(err) });
       await reconcile(deps, run);
@@ -530,8 +551,35 @@ function reportFound(deps: ExecutionDeps, run: ActiveRun, loaded: RunDispatch): 
   deps.logger.warn?.('dispatch left in an unexpected state', { ...run.label, status: loaded.status });
 }
 
-/** Give a claim back for immediate retry elsewhere (`stop()`): nack with retry_at = now. */
-export async function releaseClaim(deps: ExecutionDeps, run: ActiveRun, error: string): Promise<void> {
+/**
+ * Give a claim back for immediate retry elsewhere (`stop()`, a claim made while stopping). A hand-back is
+ * not a failure: with a `HandBackMailboxStore` the dispatch returns to Queued with its attempt count
+ * unchanged (event `handedBack`, never `retried`); other stores only offer a nack with retry_at = now,
+ * which counts an attempt. A claim whose lease was lost is not ours to give back.
+ */
+export async function handBack(deps: ExecutionDeps, run: ActiveRun, reason: string): Promise<void> {
   run.stopRenewing();
-  await nack(deps, run, run.dispatch, Date.now(), error);
+  if (run.leaseLost) return;
+  const { store } = deps;
+  if (!isHandBackStore(store)) {
+    await nack(deps, run, run.dispatch, Date.now(), reason);
+    return;
+  }
+  let released: RunDispatch[];
+  try {
+    released = await store.releaseClaim({ dispatchId: run.dispatch.dispatch_id }, run.claimToken, Date.now());
+  } catch (err) {
+    deps.logger.warn?.('handing the dispatch back failed', { ...run.label, error: errorMessage(err) });
+    // Lost reply: the claim may be back already, or still ours; release it once the store answers.
+    deps.releaseLostClaim({ dispatchId: run.dispatch.dispatch_id }, run.claimToken);
+    return;
+  }
+  if (released.length === 0) {
+    await reconcile(deps, run);
+    return;
+  }
+  for (const d of released) {
+    if (d.status === 'Queued') deps.emit('handedBack', d, reason);
+    else reportFound(deps, run, d);
+  }
 }

@@ -1,8 +1,10 @@
 /**
  * The runtime forwarder of contract.md §7 / upstream-nats.md §6.5, for one run: reads the run's live channel and
- * - `Cancel` → abort the run, ack, stop forwarding;
+ * - `Cancel` → abort the run (`onCancel`, which finds out whether the cancel stands for an interrupt), ack,
+ *   stop forwarding;
  * - `Messages` / `Decision` / `PendingBoundaryWake` → into the run's inbox (the executor acks once it accepted
- *   them); a full inbox drops the receipt, a closed one ends forwarding;
+ *   them); a full inbox drops the receipt, one whose executor does not read commands rejects it (the
+ *   sender sees NoSubscriber at once and queues durably), a closed one ends forwarding;
  * - anything else (a newer variant this build does not know) → abort the run and drop the receipt: fail closed.
  */
 import type { LiveRunCommand, LiveRunCommandStream } from '../contract/types.js';
@@ -25,6 +27,7 @@ export function isKnownForwardedCommand(command: LiveRunCommand): boolean {
 export async function forwardLiveCommands(
   stream: LiveRunCommandStream,
   inbox: CommandInbox,
+  onCancel: () => Promise<void>,
   abortRun: () => void,
   logger: Logger,
   runLabel: Record<string, unknown>,
@@ -33,7 +36,7 @@ export async function forwardLiveCommands(
     for await (const entry of stream) {
       const { command } = entry;
       if (command === 'Cancel') {
-        abortRun();
+        await onCancel();
         await entry.receipt.ack().catch((err: unknown) => {
           logger.warn?.('live cancel ack failed', { ...runLabel, error: errorMessage(err) });
         });
@@ -42,7 +45,12 @@ export async function forwardLiveCommands(
       if (isKnownForwardedCommand(command)) {
         if (!inbox.offer(entry)) {
           if (inbox.isClosed) return;
-          logger.warn?.('run inbox full; live command not delivered', runLabel);
+          if (inbox.isReading) {
+            logger.warn?.('run inbox full; live command not delivered', runLabel);
+          } else {
+            // Nobody will ever ack it: say so now rather than let the sender wait for its timeout.
+            await entry.receipt.reject?.().catch(() => undefined);
+          }
         }
         continue;
       }

@@ -1,40 +1,52 @@
 /**
  * The Mailbox service (design.md §6, contract.md §13): the dispatch loop a runtime plugs its executor into.
  * Works on any `MailboxStore`. One run at a time per thread on this node; the store's claim guarantees one at a
- * time per thread across nodes. The store is the caller's: `stop()` releases everything of the Mailbox and
- * leaves the store open.
+ * time per thread across nodes; at most `config.concurrency` runs at once on this node. The store is the
+ * caller's: `stop()` releases everything of the Mailbox and leaves the store open.
+ *
+ * With a `HandBackMailboxStore` (both built-in stores) claim tokens are minted here, so a claim whose reply
+ * was lost is released once the store answers again, and a run cut short by `stop()` goes back to the queue
+ * without counting an attempt.
  */
 import { EventEmitter } from 'node:events';
 import { v7 as uuidv7 } from 'uuid';
 import * as args from '../contract/args.js';
 import { StorageError, isStorageError } from '../contract/errors.js';
-import { isFusedStore } from '../contract/fused.js';
+import {
+  isFusedStore,
+  isHandBackStore,
+  type ClaimRef,
+  type HandBackMailboxStore,
+} from '../contract/fused.js';
 import { queuedDispatch } from '../contract/helpers.js';
 import type { MailboxStore } from '../contract/store.js';
 import type { DispatchSignalEntry, Message, RunDispatch, ToolCallResume } from '../contract/types.js';
 import { silentLogger } from '../util/logger.js';
 import type { Logger } from '../util/logger.js';
-import { ActiveRun } from './active-run.js';
+import { ActiveRun, type LiveCancelReason } from './active-run.js';
 import { signalNackDelayMs } from './backoff.js';
 import { deliverLocally } from './command-inbox.js';
 import { INLINE_CLAIM_GUARD_MS, RECLAIM_BATCH, resolveMailboxConfig } from './config.js';
 import { MailboxStoppedError, errorMessage } from './errors.js';
-import { executeClaimed, releaseClaim, startedClaim } from './execution.js';
+import { executeClaimed, handBack, startedClaim } from './execution.js';
 import type { ExecutionDeps, PreStarted } from './execution.js';
 import { LeaseRenewer } from './lease-renewer.js';
 import { targetOf } from './records.js';
 import { RecentSubmissions } from './recent-submissions.js';
 import { parseDecision, parseMessages, parseSubmit } from './requests.js';
+import { RunSlots } from './run-slots.js';
 import { SignalLoop } from './signal-loop.js';
 import { ThreadWorkers } from './thread-workers.js';
 import type { ThreadWorker } from './thread-workers.js';
 import { PeriodicTask, forEachLimited, settlesWithin, sleep } from './timing.js';
 import type {
   Executor,
+  LeftBehindRun,
   MailboxApi,
   MailboxConfig,
   MailboxEvents,
   MailboxOptions,
+  MailboxStopReport,
   MessageSink,
   QueuedMessages,
   SubmitRequest,
@@ -47,8 +59,16 @@ const LOCAL_ACK_TIMEOUT_MS = 5_000;
 const MAX_RECLAIM_PAGES = 10;
 /** Threads tried per idle-poll tick (stores without signals). */
 const IDLE_POLL_MAX_THREADS = 1_000;
-/** After `stop()` aborts the runs left at the end of the grace period, how long they get to settle. */
-const ABORT_SETTLE_MS = 2_000;
+/**
+ * After `stop()` aborts the runs left at the end of the grace period, how long they (and claims in flight)
+ * get to settle: a hand-back is one store write.
+ */
+const STOP_SETTLE_MS = 500;
+/** Releasing a claim whose reply was lost: first retry delay, and the most between two retries. */
+const LOST_CLAIM_RETRY_MS = 50;
+const LOST_CLAIM_MAX_RETRY_MS = 1_000;
+/** Claimed dispatches of one run id `cancel` looks at (a run has one claim in practice). */
+const CANCEL_LOOKUP_LIMIT = 10;
 const ACTIVE_RUN_CONFLICT = 'thread has an active run; cannot claim inline';
 
 /** Result of `try_dispatch_next` (contract.md §13 D.3), plus `Stopping` while `stop()` runs. */
@@ -57,6 +77,8 @@ type TryResult =
   | { kind: 'Busy' }
   | { kind: 'NoEligible' }
   | { kind: 'TransientError' }
+  /** This Mailbox already runs `config.concurrency` runs; the thread waits for a free slot. */
+  | { kind: 'Saturated' }
   | { kind: 'Stopping' };
 
 type State = 'new' | 'starting' | 'started' | 'stopping' | 'stopped';
@@ -82,10 +104,17 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
   readonly #background = new Set<Promise<unknown>>();
   #state: State = 'new';
   #startPromise: Promise<void> | null = null;
-  #stopPromise: Promise<void> | null = null;
+  #stopPromise: Promise<MailboxStopReport> | null = null;
   #signalLoop: SignalLoop | null = null;
   readonly #periodic: PeriodicTask[] = [];
   #idlePollOffset = 0;
+  readonly #slots: RunSlots;
+  /** Claim tokens are `<prefix>.<sequence>`: unique without a random draw per claim. */
+  readonly #tokenPrefix = uuidv7();
+  #tokenSeq = 0;
+  /** Hand-backs counted for the stop report. */
+  #handedBack = 0;
+  readonly #liveCancelReason: LiveCancelReason;
 
   constructor(options: MailboxOptions) {
     super();
@@ -107,23 +136,36 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
     this.#store = store;
     this.#logger = options.logger ?? silentLogger;
     this.#messageSink = options.messageSink ?? null;
+    this.#slots = new RunSlots(this.config.concurrency);
+    // A live Cancel stands for an interrupt when the thread's epoch moved past the claim: the run is then
+    // aborted with `interrupt`, as a local interrupt would.
+    this.#liveCancelReason = async (run) =>
+      (await store.currentDispatchEpoch(run.dispatch.thread_id)) > run.dispatch.dispatch_epoch
+        ? 'interrupt'
+        : 'cancel';
     this.#deps = {
       store,
       executor: executor as Executor,
       config: this.config,
       logger: this.#logger,
       preStartCheck,
-      emit: (event, ...eventArgs) => this.#emit(event, ...eventArgs),
+      emit: (event, ...eventArgs) => {
+        if (event === 'handedBack') this.#handedBack++;
+        this.#emit(event, ...eventArgs);
+      },
       scheduleWake: (threadId, at) => this.#scheduleWake(threadId, at),
+      // Not while stopping, and not while other threads wait for a run slot (they get this one next).
       nextClaim: (threadId) =>
-        this.#closing
+        this.#closing || this.#slots.contended
           ? null
           : {
               threadId,
               consumerId: this.consumerId,
               leaseMs: this.config.leaseMs,
               dispatchInstanceId: uuidv7(),
+              claimToken: this.#mintToken(),
             },
+      releaseLostClaim: (ref, token) => this.#releaseLostClaim(ref, token),
     };
   }
 
@@ -158,7 +200,8 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
         store: this.#store,
         batchSize: config.signalBatchSize,
         fetchExpiresMs: config.signalFetchExpiresMs,
-        maxConcurrentHandlers: config.maxConcurrentHandlers,
+        maxConcurrentHandlers: config.concurrency,
+        capacity: this.#slots,
         handle: (entry) => this.#handleSignal(entry),
         logger: this.#logger,
       });
@@ -191,31 +234,42 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
     await this.#interruptForSubmit(r.threadId);
 
     const now = Date.now();
-    const dispatch = queuedDispatch({
+    const base = {
       dispatch_id: r.dispatchId,
       thread_id: r.threadId,
       run_id: r.runId,
       created_at: now,
-      available_at: now + INLINE_CLAIM_GUARD_MS,
       priority: r.priority,
       dedupe_key: r.dedupeKey,
       max_attempts: r.maxAttempts,
-    });
-    await this.#store.enqueue(dispatch);
-    this.#recent.remember(r.runId, { dispatchId: r.dispatchId, threadId: r.threadId });
-
-    const worker = this.#workers.ensure(r.threadId);
-    worker.claiming++;
-    let claimed: Claim | null;
-    try {
-      claimed = await this.#claimById(r.dispatchId);
-    } finally {
-      worker.claiming--;
+    };
+    if (!this.#slots.tryTake()) {
+      // Every run slot is busy: queue it, available now, for whichever node has room first.
+      await this.#store.enqueue(queuedDispatch(base));
+      this.#recent.remember(r.runId, { dispatchId: r.dispatchId, threadId: r.threadId });
+      this.#slots.defer(r.threadId);
+      return { dispatchId: r.dispatchId, runId: r.runId, status: 'Queued' };
     }
-    if (claimed) {
-      this.#launch(worker, claimed);
-      if (this.#closing) throw new MailboxStoppedError();
-      return { dispatchId: r.dispatchId, runId: r.runId, status: 'Running' };
+    let slotHeld = true;
+    const worker = this.#workers.ensure(r.threadId);
+    try {
+      await this.#store.enqueue(queuedDispatch({ ...base, available_at: now + INLINE_CLAIM_GUARD_MS }));
+      this.#recent.remember(r.runId, { dispatchId: r.dispatchId, threadId: r.threadId });
+      worker.claiming++;
+      let claimed: Claim | null;
+      try {
+        claimed = await this.#claimById(r.dispatchId);
+      } finally {
+        worker.claiming--;
+      }
+      if (claimed) {
+        slotHeld = false; // the run holds it now
+        this.#launch(worker, claimed);
+        if (this.#closing) throw new MailboxStoppedError();
+        return { dispatchId: r.dispatchId, runId: r.runId, status: 'Running' };
+      }
+    } finally {
+      if (slotHeld) this.#giveSlot();
     }
     await this.#cancelUnclaimed(r.dispatchId);
     if (worker.recheck) this.#kick(r.threadId);
@@ -274,8 +328,10 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
   }
 
   /**
-   * §13 F. `id` may be a dispatch id, a thread id, or a run id (run ids are known for runs submitted or running on
-   * this node). Queued → Cancelled; running here → aborted; claimed elsewhere → live Cancel to its exact target.
+   * §13 F. `id` may be a dispatch id, a thread id, or a run id, of work on any node. Queued → Cancelled; running
+   * here → aborted; claimed elsewhere → live Cancel to its exact target (run ids of other nodes' runs are
+   * found through the store's claimed dispatches, with a `HandBackMailboxStore`). A Queued dispatch is only
+   * found by its dispatch id, or by a run id submitted on this node.
    */
   async cancel(id: string): Promise<boolean> {
     this.#assertOpen();
@@ -290,20 +346,24 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
       return true;
     }
     const local = this.#findLocalRun(id) ?? this.#workers.get(id)?.run ?? null;
-    if (local && (local.phase === 'starting' || local.phase === 'executing')) {
+    if (local?.executing) {
       local.abort('cancel');
       return true;
     }
-    let claimed: RunDispatch | null = null;
-    const loaded = await this.#store.loadDispatch(known?.dispatchId ?? id);
-    if (loaded) {
-      if (loaded.status === 'Claimed') claimed = loaded;
-    } else {
-      // Not a dispatch id: try it as a thread id.
-      [claimed = null] = await this.#store.listDispatches(id, ['Claimed'], 1, 0);
+    for (const claimed of await this.#findClaimed(id, known?.dispatchId)) {
+      if ((await this.#deliverCancel(claimed)) === 'Delivered') return true;
     }
-    if (!claimed) return false;
-    return (await this.#deliverCancel(claimed)) === 'Delivered';
+    return false;
+  }
+
+  /** The Claimed dispatches `id` names: as a dispatch id, else a thread id, else a run id. */
+  async #findClaimed(id: string, knownDispatchId: string | undefined): Promise<RunDispatch[]> {
+    const loaded = await this.#store.loadDispatch(knownDispatchId ?? id);
+    if (loaded) return loaded.status === 'Claimed' ? [loaded] : [];
+    const byThread = await this.#store.listDispatches(id, ['Claimed'], 1, 0);
+    if (byThread.length > 0) return byThread;
+    const store = this.#store;
+    return isHandBackStore(store) ? store.listClaimedByRunId(id, CANCEL_LOOKUP_LIMIT) : [];
   }
 
   /** §13 H: a tool-call decision to the run of `dispatchId` (or a run id known here); no durable fallback. */
@@ -312,7 +372,8 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
     args.id('dispatchId', dispatchId);
     const command = parseDecision(toolCallId, resume);
     const local = this.#findLocalRun(dispatchId);
-    if (local?.acceptsCommands) return deliverLocally(local.inbox, command, LOCAL_ACK_TIMEOUT_MS);
+    // Our own run: it takes the decision only while its executor reads commands.
+    if (local) return local.acceptsCommands && deliverLocally(local.inbox, command, LOCAL_ACK_TIMEOUT_MS);
     const loaded = await this.#store.loadDispatch(this.#recent.get(dispatchId)?.dispatchId ?? dispatchId);
     if (loaded?.status !== 'Claimed') return false;
     return (await this.#store.deliverLiveTo(targetOf(loaded), command)) === 'Delivered';
@@ -338,8 +399,11 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
     const parsed = parseMessages(messages);
     const command = { Messages: parsed };
     const local = this.#workers.get(threadId)?.run ?? null;
-    if (local?.acceptsCommands) {
+    if (local !== null) {
+      // The thread's run is on this node: live only when its executor reads commands, otherwise queued at
+      // once (never a live request to ourselves that nobody would answer).
       if (
+        local.acceptsCommands &&
         (runId === null || local.dispatch.run_id === runId) &&
         (await deliverLocally(local.inbox, command, LOCAL_ACK_TIMEOUT_MS))
       ) {
@@ -356,11 +420,14 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
   }
 
   /**
-   * Stop pulling, let running executors finish for up to `stopGraceMs`, then abort the rest and nack their
-   * dispatches with retry_at = now so another node retries them at once. Stops every timer and closes every live
-   * channel of the Mailbox; the store stays open (the caller owns it). Idempotent.
+   * Stop pulling, let running executors finish for up to `stopGraceMs`, then abort the rest (`shutdown`); each
+   * aborted run hands its dispatch back (Queued, available at once, attempt count unchanged) for another
+   * node. Bounded: resolves at most about `STOP_SETTLE_MS` after the grace period, with a report of what it
+   * left behind. An executor that ignores the abort keeps its claim (renewed) until it returns, so its thread
+   * is never run elsewhere meanwhile. Stops every timer of the Mailbox itself; the store stays open (the caller
+   * owns it). Idempotent.
    */
-  stop(): Promise<void> {
+  stop(): Promise<MailboxStopReport> {
     this.#stopPromise ??= this.#shutdown();
     return this.#stopPromise;
   }
@@ -433,6 +500,11 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
       worker.recheck = true;
       return { kind: 'Busy' };
     }
+    if (!this.#slots.tryTake()) {
+      this.#slots.defer(threadId);
+      return { kind: 'Saturated' };
+    }
+    let slotHeld = true;
     worker.claiming++;
     try {
       for (let round = 0; round < 2; round++) {
@@ -445,6 +517,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
           return { kind: 'TransientError' };
         }
         if (claimed) {
+          slotHeld = false; // the run holds it now
           this.#launch(worker, claimed);
           return { kind: 'Claimed', dispatch: claimed.dispatch };
         }
@@ -453,6 +526,80 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
       return { kind: 'NoEligible' };
     } finally {
       worker.claiming--;
+      if (slotHeld) this.#giveSlot();
+    }
+  }
+
+  /** A run slot is free again: the thread that waited longest for one is tried now. */
+  #giveSlot(): void {
+    const waiting = this.#slots.give();
+    if (waiting !== null) this.#kick(waiting);
+  }
+
+  /** A claim token minted here (hand-back stores only; other stores mint their own). */
+  #mintToken(): string | undefined {
+    if (!isHandBackStore(this.#store)) return undefined;
+    this.#tokenSeq++;
+    return `${this.#tokenPrefix}.${this.#tokenSeq.toString(36)}`;
+  }
+
+  /**
+   * A claim call failed: it may have committed anyway (the reply was lost). Its token is ours, so whatever
+   * it holds is released once the store answers again; a Validation error never reached the store.
+   */
+  #afterFailedClaim(ref: ClaimRef, token: string | undefined, err: unknown): void {
+    if (token !== undefined && !isStorageError(err, 'Validation')) this.#releaseLostClaim(ref, token);
+  }
+
+  /**
+   * Release whatever `token` holds at `ref` (a claim whose reply was lost), retrying with backoff until the
+   * store answers, at most for one lease: past it the lease has expired and the sweep has the dispatch.
+   * Costs no attempt; the thread is free again at once instead of after the lease.
+   */
+  #releaseLostClaim(ref: ClaimRef, token: string): void {
+    const store = this.#store;
+    if (!isHandBackStore(store)) return;
+    void this.#track(this.#releaseLost(store, ref, token, Date.now() + this.config.leaseMs));
+  }
+
+  async #releaseLost(
+    store: HandBackMailboxStore,
+    ref: ClaimRef,
+    token: string,
+    giveUpAt: number,
+  ): Promise<void> {
+    let delay = LOST_CLAIM_RETRY_MS;
+    for (;;) {
+      try {
+        const released = await store.releaseClaim(ref, token, Date.now());
+        for (const d of released) {
+          this.#logger.info?.('released a claim whose reply was lost', {
+            dispatchId: d.dispatch_id,
+            threadId: d.thread_id,
+            status: d.status,
+          });
+          if (d.status === 'Superseded') this.#emit('superseded', d);
+          else this.#kick(d.thread_id);
+        }
+        return;
+      } catch (err) {
+        if (
+          isStorageError(err, 'Validation') ||
+          this.#state === 'stopped' ||
+          Date.now() + delay >= giveUpAt
+        ) {
+          this.#logger.warn?.(
+            'could not release a claim whose reply was lost; it returns when its lease expires',
+            {
+              ...ref,
+              error: errorMessage(err),
+            },
+          );
+          return;
+        }
+        await sleep(delay);
+        delay = Math.min(delay * 2, LOST_CLAIM_MAX_RETRY_MS);
+      }
     }
   }
 
@@ -464,40 +611,53 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
   async #claimNext(threadId: string): Promise<Claim | null> {
     const store = this.#store;
     const { leaseMs } = this.config;
-    if (isFusedStore(store)) {
-      const instanceId = uuidv7();
-      const started = await store.claimAndStart(threadId, this.consumerId, leaseMs, Date.now(), instanceId);
-      return startedClaim(started, instanceId);
+    const token = this.#mintToken();
+    try {
+      if (isFusedStore(store)) {
+        const instanceId = uuidv7();
+        const started = isHandBackStore(store)
+          ? await store.claimAndStart(threadId, this.consumerId, leaseMs, Date.now(), instanceId, token)
+          : await store.claimAndStart(threadId, this.consumerId, leaseMs, Date.now(), instanceId);
+        return startedClaim(started, instanceId);
+      }
+      const [dispatch] = await store.claim(threadId, this.consumerId, leaseMs, Date.now(), 1);
+      return dispatch ? { dispatch, preStarted: null } : null;
+    } catch (err) {
+      this.#afterFailedClaim({ threadId }, token, err);
+      throw err;
     }
-    const [dispatch] = await store.claim(threadId, this.consumerId, leaseMs, Date.now(), 1);
-    return dispatch ? { dispatch, preStarted: null } : null;
   }
 
   /** The inline claim by id (§13 A), fused with the start like `#claimNext`. */
   async #claimById(dispatchId: string): Promise<Claim | null> {
     const store = this.#store;
     const { leaseMs } = this.config;
-    if (isFusedStore(store)) {
-      const instanceId = uuidv7();
-      const started = await store.claimDispatchAndStart(
-        dispatchId,
-        this.consumerId,
-        leaseMs,
-        Date.now(),
-        instanceId,
-      );
-      return startedClaim(started, instanceId);
+    const token = this.#mintToken();
+    try {
+      if (isFusedStore(store)) {
+        const instanceId = uuidv7();
+        const now = Date.now();
+        const started = isHandBackStore(store)
+          ? await store.claimDispatchAndStart(dispatchId, this.consumerId, leaseMs, now, instanceId, token)
+          : await store.claimDispatchAndStart(dispatchId, this.consumerId, leaseMs, now, instanceId);
+        return startedClaim(started, instanceId);
+      }
+      const dispatch = await store.claimDispatch(dispatchId, this.consumerId, leaseMs, Date.now());
+      return dispatch ? { dispatch, preStarted: null } : null;
+    } catch (err) {
+      this.#afterFailedClaim({ dispatchId }, token, err);
+      throw err;
     }
-    const dispatch = await store.claimDispatch(dispatchId, this.consumerId, leaseMs, Date.now());
-    return dispatch ? { dispatch, preStarted: null } : null;
   }
 
   /** Start executing a dispatch this node just claimed (lease renewal from now on). */
   #launch(worker: ThreadWorker, { dispatch, preStarted }: Claim): void {
-    const run = new ActiveRun(dispatch, this.#logger);
+    const run = new ActiveRun(dispatch, this.#logger, this.#liveCancelReason);
     if (this.#closing) {
-      // Claimed while stopping: hand it straight back for another node.
-      void this.#track(releaseClaim(this.#deps, run, 'mailbox stopped before the run started'));
+      // Claimed while stopping: hand it straight back for another node (and its run slot with it).
+      void this.#track(
+        handBack(this.#deps, run, 'mailbox stopped before the run started').finally(() => this.#giveSlot()),
+      );
       return;
     }
     worker.run = run;
@@ -512,7 +672,8 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
         suspendedLeaseMs: this.config.suspendedLeaseMs,
         threadId: dispatch.thread_id,
         dispatchEpoch: dispatch.dispatch_epoch,
-        onLost: () => run.abort('lease-lost'),
+        leaseUntil: dispatch.lease_until ?? Date.now() + this.config.leaseMs,
+        onLost: () => run.loseLease(),
         onStale: () => run.abort('interrupt'),
         logger: this.#logger,
       }),
@@ -545,8 +706,9 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
       }
       // Unreachable while the store keeps threads exclusive; never leave a claim behind if it happens.
       const stray = new ActiveRun(next.dispatch, this.#logger);
-      void this.#track(releaseClaim(this.#deps, stray, 'the thread already runs on this node'));
+      void this.#track(handBack(this.#deps, stray, 'the thread already runs on this node'));
     }
+    this.#giveSlot();
     this.#kick(run.dispatch.thread_id);
   }
 
@@ -680,6 +842,14 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
       case 'TransientError':
       case 'Stopping':
         return settle(receipt.nack(), 'nack');
+      case 'Saturated':
+        // No run slot here: leave it to a node with room, or to us a little later.
+        return settle(
+          receipt.nackWithDelay(
+            signalNackDelayMs(attempts, this.config.signalNackBaseDelayMs, this.config.signalNackMaxDelayMs),
+          ),
+          'nack with delay',
+        );
       case 'NoEligible': {
         let d: RunDispatch | null;
         try {
@@ -727,7 +897,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
   async #recover(): Promise<void> {
     await this.#reclaimExpired();
     const threads = await this.#store.queuedThreadIds();
-    await forEachLimited(threads, this.config.maxConcurrentHandlers, async (threadId) => {
+    await forEachLimited(threads, this.config.concurrency, async (threadId) => {
       await this.#tryDispatchNext(threadId);
     });
   }
@@ -738,7 +908,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
       const reclaimed = await this.#store.reclaimExpiredLeases(Date.now(), RECLAIM_BATCH);
       for (const d of reclaimed) {
         // A run of ours whose lease ran out (renewal failing) is no longer ours to finish.
-        this.#runs.get(d.dispatch_id)?.abort('lease-lost');
+        this.#runs.get(d.dispatch_id)?.loseLease();
         if (d.status === 'Queued') {
           this.#emit('retried', d, d.last_error ?? 'lease expired', d.available_at);
           this.#kick(d.thread_id);
@@ -762,7 +932,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
       if (this.#workers.isIdle(threadId)) batch.push(threadId);
     }
     this.#idlePollOffset = start + count;
-    await forEachLimited(batch, this.config.maxConcurrentHandlers, async (threadId) => {
+    await forEachLimited(batch, this.config.concurrency, async (threadId) => {
       await this.#tryDispatchNext(threadId);
     });
   }
@@ -777,41 +947,51 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
     this.#workers.dropIdle();
   }
 
-  async #shutdown(): Promise<void> {
+  async #shutdown(): Promise<MailboxStopReport> {
     const wasStarted = this.#state !== 'new';
     this.#state = 'stopping';
-    await Promise.all([this.#signalLoop?.stop(), ...this.#periodic.map((t) => t.stop())]);
-    await this.#startPromise?.catch(() => {});
+    this.#handedBack = 0;
+    this.#slots.wakeAll();
     this.#workers.clearWakeTimers();
+    const { stopGraceMs } = this.config;
+    // Pulls, timers and start-up recovery wind down while the runs get their grace period.
+    const quiet = Promise.all([
+      this.#signalLoop?.stop(),
+      ...this.#periodic.map((t) => t.stop()),
+      this.#startPromise?.catch(() => {}),
+    ]);
+    const settled = (): Promise<unknown> =>
+      Promise.all([quiet, ...[...this.#runs.values()].map((r) => r.finished)]);
+    const present = [...this.#runs.values()];
+    if (present.length > 0) {
+      this.#logger.info?.('waiting for running executors', { runs: present.length, graceMs: stopGraceMs });
+    }
+    await settlesWithin(settled(), stopGraceMs);
+    const finished = present.filter((r) => !this.#runs.has(r.dispatch.dispatch_id)).length;
 
-    const allFinished = (): Promise<unknown> => Promise.all([...this.#runs.values()].map((r) => r.finished));
-    if (this.#runs.size > 0) {
-      this.#logger.info?.('waiting for running executors', {
-        runs: this.#runs.size,
-        graceMs: this.config.stopGraceMs,
+    // Past the grace period: abort what is left; each aborted run hands its dispatch back when it returns.
+    for (const run of this.#runs.values()) run.abort('shutdown');
+    const settleBy = Date.now() + STOP_SETTLE_MS;
+    await settlesWithin(settled(), STOP_SETTLE_MS);
+    await this.#drainBackground(settleBy);
+
+    // Executors that ignore their AbortSignal keep their claims (renewed) until they return; handing the
+    // thread to another node now would run it twice at once.
+    const stillRunning: LeftBehindRun[] = [...this.#runs.values()]
+      .filter((r) => r.executing)
+      .map((r) => ({
+        dispatchId: r.dispatch.dispatch_id,
+        threadId: r.dispatch.thread_id,
+        runId: r.dispatch.run_id,
+      }));
+    if (stillRunning.length > 0) {
+      this.#logger.warn?.('stop: executors ignored the abort; their claims are kept until they return', {
+        runs: stillRunning,
       });
-      await settlesWithin(allFinished(), this.config.stopGraceMs);
     }
-    if (this.#runs.size > 0) {
-      for (const run of this.#runs.values()) run.abort('shutdown');
-      await settlesWithin(allFinished(), ABORT_SETTLE_MS);
-    }
-    // Executors that ignore their AbortSignal: release their claims ourselves and stop waiting for them.
-    for (const run of [...this.#runs.values()]) {
-      if (run.phase !== 'executing' && run.phase !== 'starting') continue;
-      run.detached = true;
-      this.#logger.warn?.('executor ignored shutdown; releasing its dispatch', run.label);
-      await releaseClaim(this.#deps, run, 'mailbox stopped; the executor did not finish');
-      await run.close();
-      this.#runs.delete(run.dispatch.dispatch_id);
-      const worker = this.#workers.get(run.dispatch.thread_id);
-      if (worker?.run === run) worker.run = null;
-    }
-    await settlesWithin(allFinished(), ABORT_SETTLE_MS);
-    await this.#drainBackground(Date.now() + Math.max(ABORT_SETTLE_MS, this.config.remoteCancelWaitMs));
-    for (const run of this.#runs.values()) await run.close();
-    this.#workers.clearWakeTimers();
     this.#state = 'stopped';
-    if (wasStarted) this.#logger.info?.('mailbox stopped', { consumerId: this.consumerId });
+    const report: MailboxStopReport = { finished, handedBack: this.#handedBack, stillRunning };
+    if (wasStarted) this.#logger.info?.('mailbox stopped', { consumerId: this.consumerId, ...report });
+    return report;
   }
 }

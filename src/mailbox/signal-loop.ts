@@ -3,12 +3,16 @@
  * most `fetchExpiresMs`, handle them with at most `maxConcurrentHandlers` in flight (the next pull starts as soon
  * as every entry of the batch has a handler slot), and sleep 250 ms after a failed pull. Entries pulled after
  * `stop()` began are nacked for immediate redelivery to another node.
+ *
+ * Bounded runs: a pull asks for no more signals than the Mailbox has free run slots (`capacity`), and while
+ * none is free it does not pull at all, so the signals stay in the stream for nodes with room.
  */
 import type { MailboxStore } from '../contract/store.js';
 import type { DispatchSignalEntry } from '../contract/types.js';
 import type { Logger } from '../util/logger.js';
 import { PULL_ERROR_SLEEP_MS } from './config.js';
 import { errorMessage } from './errors.js';
+import type { RunSlots } from './run-slots.js';
 import { Semaphore, interruptibleSleep } from './timing.js';
 
 export interface SignalLoopOptions {
@@ -16,6 +20,8 @@ export interface SignalLoopOptions {
   batchSize: number;
   fetchExpiresMs: number;
   maxConcurrentHandlers: number;
+  /** Free run slots of the Mailbox: a pull takes at most that many signals. */
+  capacity: Pick<RunSlots, 'free' | 'whenFree'>;
   handle(entry: DispatchSignalEntry): Promise<void>;
   logger: Logger;
 }
@@ -27,6 +33,7 @@ export class SignalLoop {
   #stopping = false;
   #loop: Promise<void> | null = null;
   #cancelSleep: (() => void) | null = null;
+  #wakeFromCapacityWait: (() => void) | null = null;
 
   constructor(opts: SignalLoopOptions) {
     this.#opts = opts;
@@ -41,16 +48,25 @@ export class SignalLoop {
   async stop(): Promise<void> {
     this.#stopping = true;
     this.#cancelSleep?.();
+    this.#wakeFromCapacityWait?.();
     await this.#loop;
     await Promise.allSettled([...this.#handlers]);
   }
 
   async #run(): Promise<void> {
-    const { store, batchSize, fetchExpiresMs, logger } = this.#opts;
+    const { store, batchSize, fetchExpiresMs, logger, capacity } = this.#opts;
     while (!this.#stopping) {
+      if (capacity.free === 0) {
+        await new Promise<void>((resolve) => {
+          this.#wakeFromCapacityWait = resolve;
+          void capacity.whenFree().then(resolve);
+        });
+        this.#wakeFromCapacityWait = null;
+        continue;
+      }
       let entries: DispatchSignalEntry[];
       try {
-        entries = await store.pullDispatchSignals(batchSize, fetchExpiresMs);
+        entries = await store.pullDispatchSignals(Math.min(batchSize, capacity.free), fetchExpiresMs);
       } catch (err) {
         logger.warn?.('dispatch signal pull failed', { error: errorMessage(err) });
         const pause = interruptibleSleep(PULL_ERROR_SLEEP_MS, { unref: true });

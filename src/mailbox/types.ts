@@ -19,15 +19,19 @@ export interface ExecutorContext {
   readonly attempt: number;
   /**
    * Aborted on cancel, interrupt, a lost lease, or `stop()` past its grace period. `signal.reason` is a
-   * `RunAbortedError` whose `reason` says which (`abortReasonOf(signal)`). After an abort the outcome matters
-   * less: cancel/interrupt end the run as cancelled (never retried), shutdown hands it to another node, a lost
-   * lease writes nothing.
+   * `RunAbortedError` whose `reason` says which (`abortReasonOf(signal)`), the same whether the cause came
+   * from this node or another one. After an abort the outcome matters less: cancel/interrupt end the run as
+   * cancelled (never retried, even when the executor returned its normal answer), shutdown hands it to
+   * another node without counting an attempt, a lost lease writes nothing. The lease is lost when it can no
+   * longer be proven: renewals kept failing until a deadline before the lease ends.
    */
   readonly signal: AbortSignal;
   /**
    * Live commands addressed to this run (Messages, Decision, PendingBoundaryWake). The executor calls
    * `receipt.ack()` once it accepted one; an un-acked command reads as not delivered to the sender.
-   * Cancel is handled by the Mailbox (it aborts `signal`) and never appears here.
+   * Commands are only offered once the executor started reading (asked for an iterator): before that, and
+   * for executors that never read, `sendMessages` queues messages durably at once. Cancel is handled by the
+   * Mailbox (it aborts `signal`) and never appears here.
    */
   readonly commands: AsyncIterable<LiveRunCommandEntry>;
   /** Report that the run waits for a human (tool-call suspension): the lease is renewed with the long lease. */
@@ -64,11 +68,18 @@ export interface MailboxConfig {
   signalFetchExpiresMs: number;
   signalNackBaseDelayMs: number;
   signalNackMaxDelayMs: number;
+  /**
+   * The most runs executing at once on this Mailbox, across all threads (default 32). Work beyond it waits:
+   * its signals are left for other nodes or retried later, queued work is picked up when a run ends. Never
+   * dropped. It also bounds the signal handlers in flight.
+   */
+  concurrency: number;
+  /** @deprecated Alias of `concurrency` (older name); give one or the other. */
   maxConcurrentHandlers: number;
   /** How long foreground `submit` waits for an interrupted active run to release its thread. */
   remoteCancelWaitMs: number;
   remoteCancelPollMs: number;
-  /** How long `stop()` lets running executors finish before aborting and nacking them. */
+  /** How long `stop()` lets running executors finish before aborting them and handing their dispatches back. */
   stopGraceMs: number;
   /** Without dispatch signals (memory store): how often idle threads are polled for due work. */
   idlePollIntervalMs: number;
@@ -99,7 +110,16 @@ export interface MailboxEvents {
   retried: [dispatch: RunDispatch, error: string, retryAt: number];
   deadLettered: [dispatch: RunDispatch, error: string];
   superseded: [dispatch: RunDispatch];
+  /**
+   * A Queued dispatch cancelled, or a running run that cancel / interrupt ended (its record is Acked with
+   * termination `cancelled`).
+   */
   cancelled: [dispatch: RunDispatch];
+  /**
+   * A claim given back without counting an attempt: a run `stop()` cut short, or a claim made while
+   * stopping. The dispatch is Queued again for any node.
+   */
+  handedBack: [dispatch: RunDispatch, reason: string];
   /** `sendMessages` found no live run to take the messages and queued a durable dispatch for them. */
   messagesQueued: [delivery: QueuedMessages];
 }
@@ -141,22 +161,53 @@ export interface MailboxOptions {
   preStartCheck?: 'full' | 'none';
 }
 
+/** A run `stop()` left behind (see `MailboxStopReport`). */
+export interface LeftBehindRun {
+  dispatchId: string;
+  threadId: string;
+  runId: string;
+}
+
+/** What `stop()` did with the runs it found. */
+export interface MailboxStopReport {
+  /** Runs that ended on their own within the grace period. */
+  finished: number;
+  /** Runs (and claims made while stopping) handed back to the queue, attempt count unchanged. */
+  handedBack: number;
+  /**
+   * Runs whose executor ignored the abort and still runs in this process. Their claims are kept, and their
+   * leases renewed, until the executor returns; then they are handed back. The thread is never given to
+   * another node while its executor runs here, so keep the store open until they are done (closing it ends
+   * the renewals, and the lease expires).
+   */
+  stillRunning: LeftBehindRun[];
+}
+
 /** Public surface of the Mailbox service (design.md §6). */
 export interface MailboxApi {
   start(): Promise<void>;
-  /** Foreground: interrupt the thread, wait for its active run to release, enqueue, claim inline, run. */
+  /**
+   * Foreground: interrupt the thread, wait for its active run to release, enqueue, claim inline, run. When
+   * this Mailbox already runs `config.concurrency` runs, the dispatch is queued instead (status `Queued`).
+   */
   submit(req: SubmitRequest): Promise<SubmitResult>;
   /** Background: enqueue, and run now if the thread is idle on this node. */
   submitBackground(req: SubmitRequest): Promise<SubmitResult>;
   interrupt(
     threadId: string,
   ): Promise<{ newDispatchEpoch: number; supersededCount: number; activeCancelled: boolean }>;
-  /** Cancel by dispatch, thread or run id: queued → Cancelled; running here → aborted; elsewhere → live Cancel. */
+  /**
+   * Cancel by dispatch, thread or run id, whichever node runs it: queued → Cancelled; running here → aborted;
+   * claimed elsewhere → live Cancel to its exact run. A cancelled running run emits `cancelled`.
+   */
   cancel(id: string): Promise<boolean>;
   sendDecision(dispatchId: string, toolCallId: string, resume: ToolCallResume): Promise<boolean>;
-  /** Live to the thread's running run first; when nobody accepts, a durable dispatch. */
+  /**
+   * Live to the thread's running run first (when its executor reads `ctx.commands`); when nobody accepts, a
+   * durable dispatch. Answers promptly either way.
+   */
   sendMessages(threadId: string, messages: Message[], opts?: { runId?: string }): Promise<'live' | 'queued'>;
-  stop(): Promise<void>;
+  stop(): Promise<MailboxStopReport>;
 }
 
 export type { LiveRunCommand };

@@ -61,7 +61,7 @@ describe.each(BACKENDS)('Mailbox on a fused $name store', (backend) => {
     const store = counted(fx.store, calls, hideFused);
     expect(isFusedStore(store)).toBe(!hideFused);
     const mailbox = new Mailbox({ store, executor: done, consumerId: 'node-1' });
-    cleanups.push(() => mailbox.stop());
+    cleanups.push(async () => void (await mailbox.stop()));
     const events: string[] = [];
     const completed = new Promise<RunDispatch>((resolve) => {
       mailbox.on('claimed', (d) => events.push(`claimed ${d.status} ${String(d.run_status)}`));
@@ -157,7 +157,7 @@ describe.each(BACKENDS)('Mailbox on a fused $name store', (backend) => {
       },
       consumerId: 'node-1',
     });
-    cleanups.push(() => mailbox.stop());
+    cleanups.push(async () => void (await mailbox.stop()));
     const completed: string[] = [];
     const allDone = new Promise<void>((resolve) => {
       mailbox.on('completed', (d) => {

@@ -3,6 +3,7 @@
  * recording executor, and waiting helpers that poll instead of assuming timings.
  */
 import { performance } from 'node:perf_hooks';
+import { StorageError } from '../../src/contract/errors.js';
 import type { MailboxStore } from '../../src/contract/store.js';
 import type { LiveRunCommand, RunDispatch } from '../../src/contract/types.js';
 import { createMailboxStore } from '../../src/redis/create-store.js';
@@ -157,6 +158,8 @@ export function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
 export class Recorder {
   readonly executions: Execution[] = [];
   readonly #byRun = new Map<string, Behaviour>();
+  /** Runs whose executor never looks at `ctx.commands` (as the README's example executor). */
+  readonly #deaf = new Set<string>();
   #fallback: Behaviour;
 
   constructor(fallback: Behaviour = behaviours.quick()) {
@@ -170,6 +173,12 @@ export class Recorder {
 
   otherwise(behaviour: Behaviour): this {
     this.#fallback = behaviour;
+    return this;
+  }
+
+  /** The executor of `runId` never reads its live commands. */
+  deaf(runId: string): this {
+    this.#deaf.add(runId);
     return this;
   }
 
@@ -190,12 +199,14 @@ export class Recorder {
         commands: [],
       };
       this.executions.push(exec);
-      const consume = (async () => {
-        for await (const entry of ctx.commands) {
-          exec.commands.push(entry.command);
-          await entry.receipt.ack();
-        }
-      })();
+      const consume = this.#deaf.has(ctx.dispatch.run_id)
+        ? null
+        : (async () => {
+            for await (const entry of ctx.commands) {
+              exec.commands.push(entry.command);
+              await entry.receipt.ack();
+            }
+          })();
       try {
         return await (this.#byRun.get(ctx.dispatch.run_id) ?? this.#fallback)(ctx, exec);
       } finally {
@@ -263,4 +274,49 @@ export function collectEvents(mailbox: Mailbox): { name: string; dispatch: RunDi
     mailbox.on(name, (dispatch: RunDispatch, ...extra: unknown[]) => seen.push({ name, dispatch, extra }));
   }
   return seen;
+}
+
+/**
+ * `store` with one method failing: `failing(call)` says, per call number (1, 2, ...), whether that call
+ * throws an `Io` error instead of reaching the store. Every other method goes straight through (private
+ * fields need the real `this`), and the store keeps its fused / hand-back brands.
+ */
+export function faultyStore<S extends MailboxStore>(
+  store: S,
+  method: keyof S & string,
+  failing: (call: number) => boolean,
+): S & { calls(): number } {
+  let calls = 0;
+  return new Proxy(store, {
+    get(target, prop) {
+      if (prop === 'calls') return () => calls;
+      const value: unknown = Reflect.get(target, prop, target);
+      if (typeof value !== 'function') return value;
+      if (prop === method) {
+        return (...fnArgs: unknown[]) => {
+          calls++;
+          if (failing(calls)) return Promise.reject(StorageError.io(`injected ${method} failure #${calls}`));
+          return (value as (...a: unknown[]) => unknown).apply(target, fnArgs);
+        };
+      }
+      return (value as (...a: unknown[]) => unknown).bind(target);
+    },
+  }) as S & { calls(): number };
+}
+
+/** The most executions that overlapped in time (by their start/end). */
+export function maxOverlap(executions: readonly Execution[]): number {
+  const edges: [number, number][] = [];
+  for (const e of executions) {
+    edges.push([e.start, 1]);
+    edges.push([e.end ?? Number.POSITIVE_INFINITY, -1]);
+  }
+  edges.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  let current = 0;
+  let max = 0;
+  for (const [, delta] of edges) {
+    current += delta;
+    max = Math.max(max, current);
+  }
+  return max;
 }

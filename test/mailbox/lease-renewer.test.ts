@@ -37,6 +37,7 @@ describe('LeaseRenewer', () => {
       suspendedLeaseMs: 5000,
       threadId: 't',
       dispatchEpoch: epoch,
+      leaseUntil: Date.now() + 1000,
       onLost: () => events.push('lost'),
       onStale: () => events.push('stale'),
       logger: {},

@@ -39,6 +39,7 @@ describe('config', () => {
       signalFetchExpiresMs: 500,
       signalNackBaseDelayMs: 500,
       signalNackMaxDelayMs: 30_000,
+      concurrency: 32,
       maxConcurrentHandlers: 32,
       remoteCancelWaitMs: 5_000,
       remoteCancelPollMs: 25,
@@ -120,9 +121,23 @@ describe('run inbox', () => {
 
   it('refuses commands beyond its capacity', () => {
     const inbox = new CommandInbox(1);
+    inbox[Symbol.asyncIterator](); // the executor asked for its commands (and reads none yet)
     const receipt = { ack: () => Promise.resolve() };
     expect(inbox.offer({ command: 'PendingBoundaryWake', receipt })).toBe(true);
     expect(inbox.offer({ command: 'PendingBoundaryWake', receipt })).toBe(false);
+  });
+
+  it('refuses every command while the executor does not read them, and answers at once', async () => {
+    const inbox = new CommandInbox();
+    const receipt = { ack: () => Promise.resolve() };
+    expect(inbox.isReading).toBe(false);
+    expect(inbox.offer({ command: 'PendingBoundaryWake', receipt })).toBe(false);
+    const t0 = Date.now();
+    expect(await deliverLocally(inbox, 'PendingBoundaryWake', 5_000)).toBe(false);
+    expect(Date.now() - t0).toBeLessThan(1_000);
+    inbox[Symbol.asyncIterator]();
+    expect(inbox.isReading).toBe(true);
+    expect(inbox.offer({ command: 'PendingBoundaryWake', receipt })).toBe(true);
   });
 
   it('reports local delivery only once the executor acks', async () => {
@@ -160,24 +175,28 @@ describe('live forwarder', () => {
   it('forwards steering commands to the inbox and aborts on Cancel (acked)', async () => {
     const stream = new FakeStream([{ Messages: [] }, 'PendingBoundaryWake', 'Cancel', { Decision: [] }]);
     const inbox = new CommandInbox();
+    let cancelled = 0;
     let aborted = 0;
-    await forwardLiveCommands(stream, inbox, () => aborted++, {}, {});
-    expect(aborted).toBe(1);
+    const onCancel = async (): Promise<void> => void cancelled++;
+    await forwardLiveCommands(stream, inbox, onCancel, () => aborted++, {}, {});
+    expect(cancelled).toBe(1);
+    expect(aborted).toBe(0);
     expect(stream.acked).toEqual(['Cancel']);
     const forwarded: LiveRunCommand[] = [];
     inbox.close();
-    // Closing drops what was buffered; read before closing instead.
+    // The executor reads its commands (asked for them before they arrive).
     const inbox2 = new CommandInbox();
+    const reader = (async () => {
+      for await (const e of inbox2) forwarded.push(e.command);
+    })();
     await forwardLiveCommands(
       new FakeStream([{ Messages: [] }, 'PendingBoundaryWake']),
       inbox2,
+      onCancel,
       () => aborted++,
       {},
       {},
     );
-    const reader = (async () => {
-      for await (const e of inbox2) forwarded.push(e.command);
-    })();
     await eventually('two forwarded', () => forwarded.length === 2);
     inbox2.close();
     await reader;
@@ -187,7 +206,14 @@ describe('live forwarder', () => {
   it('fails closed on a command variant it does not know: abort, no ack', async () => {
     const stream = new FakeStream([{ Teleport: [] } as unknown as LiveRunCommand, { Messages: [] }]);
     let aborted = 0;
-    await forwardLiveCommands(stream, new CommandInbox(), () => aborted++, {}, {});
+    await forwardLiveCommands(
+      stream,
+      new CommandInbox(),
+      async () => undefined,
+      () => aborted++,
+      {},
+      {},
+    );
     expect(aborted).toBe(1);
     expect(stream.acked).toEqual([]);
   });
