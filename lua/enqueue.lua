@@ -15,6 +15,10 @@ return run(function()
   end
   if redis.call('EXISTS', KEYS[9]) == 1 then raise('AlreadyExists', id) end
   r.dispatch_epoch = num(thread_epoch(r.thread_id))
+  if not is_counter(redis.call('HGET', KEYS[10], 'n')) then
+    raise('Serialization', "thread '" .. r.thread_id .. "': record count n is not an integer")
+  end
+  preflight()
   r.status = 'Queued'
   redis.call('HSET', KEYS[9], unpack(flat(r)))
   redis.call('HINCRBY', KEYS[10], 'n', 1)

@@ -14,8 +14,9 @@ return run(function()
   if #first > 0 then
     active = flat(load_indexed(string.sub(first[1], ORDER_ID_AT), 'Claimed', 'the Claimed set of its thread'))
   end
-  redis.call('HSET', KEYS[9], 'epoch', num(old + 1))
   local n = redis.call('HGET', KEYS[9], 'n')
+  preflight()
+  redis.call('HSET', KEYS[9], 'epoch', num(old + 1))
   if not n or tonumber(n) == nil or tonumber(n) <= 0 then redis.call('SADD', K_DRAINED, t) end
   local out = { 'ok', num(old + 1), active }
   for _, r in ipairs(queued) do

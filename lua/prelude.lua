@@ -16,6 +16,8 @@ local SIGNAL_STREAM
 local SIGNAL_WALL, REPUBLISH_MS
 -- Priority and created_at never change after enqueue, so a record's order key is computed once per call.
 local ORDER_KEYS
+-- Whether this call already checked the status counters (see `preflight`).
+local COUNTERS_CHECKED
 
 local function begin(keys, argv)
   KEYS, ARGV = keys, argv
@@ -25,6 +27,7 @@ local function begin(keys, argv)
   SIGNAL_WALL = tonumber(argv[2]) or 0
   REPUBLISH_MS = tonumber(argv[3]) or 0
   ORDER_KEYS = {}
+  COUNTERS_CHECKED = false
 end
 
 local function arg(i)
@@ -212,6 +215,30 @@ local function terminal_key(r)
   return pad(r.created_at, 16) .. '|' .. r.dispatch_id
 end
 
+-- A counter HINCRBY can raise on ("ERR hash value is not an integer"): only decimal integers pass.
+-- (Redis parses them strictly: no leading zeros, no "-0", at most 64 bits.)
+local function is_counter(v)
+  if v == false or v == nil or v == '0' then return true end
+  return #v <= 18 and string.find(v, '^%-?[1-9]%d*$') ~= nil
+end
+
+local STATUSES = { 'Queued', 'Claimed', 'Acked', 'Cancelled', 'Superseded', 'DeadLetter' }
+
+-- Redis does not roll a script back when it raises, so every script reads and checks everything it
+-- needs before its first write. `transition` calls this before it writes anything: the status counters
+-- it will HINCRBY must be integers (once per call, all statuses, so a script with several transitions
+-- has checked them all before the first).
+local function preflight()
+  if COUNTERS_CHECKED then return end
+  local v = redis.call('HMGET', K_COUNTS, unpack(STATUSES))
+  for i = 1, #STATUSES do
+    if not is_counter(v[i]) then
+      raise('Serialization', "status counter '" .. STATUSES[i] .. "' is not an integer")
+    end
+  end
+  COUNTERS_CHECKED = true
+end
+
 local function thread_epoch(t)
   local e = redis.call('HGET', k_thread(t), 'epoch')
   if not e then return 0 end
@@ -298,6 +325,7 @@ local function enter(r, now)
 end
 
 local function transition(r, updates, now)
+  preflight()
   leave(r)
   write(r, updates)
   enter(r, now)
@@ -379,6 +407,7 @@ local function claim_thread(t, consumer, token, now_s, lease_s, limit, keys, ins
   -- Stale Queued dispatches listed for the thread are superseded first, whatever the limit, their
   -- availability or the thread's claims (contract.md §5.2 step 2). Entries that are no longer Queued and
   -- stale are simply forgotten.
+  preflight()
   local listed = redis.call('SMEMBERS', stale_set)
   if #listed > 0 then
     local stale = {}
@@ -397,24 +426,31 @@ local function claim_thread(t, consumer, token, now_s, lease_s, limit, keys, ins
   promote(t, now_s)
   -- Thread exclusivity: any Claimed dispatch (even lease-expired or stale) blocks the thread.
   if redis.call('ZCARD', claimed_set) > 0 or limit == 0 then return {} end
-  local chosen = {}
+  -- Read and check every entry first; write only once nothing more can raise.
+  local chosen, stale, early = {}, {}, {}
+  local seen = 0
   while #chosen < limit do
-    local batch = redis.call('ZRANGE', ready, #chosen, #chosen + (limit - #chosen) - 1)
+    local batch = redis.call('ZRANGE', ready, seen, seen + (limit - #chosen) - 1)
     if #batch == 0 then break end
     for _, member in ipairs(batch) do
+      seen = seen + 1
       local r = load_indexed(string.sub(member, ORDER_ID_AT), 'Queued', 'the ready set of its thread')
       if tonumber(r.dispatch_epoch) < current then
         -- Stale Queued dispatch written outside the scripts and not listed as such: never claimable.
-        supersede(r, now_s, current, REASON_QUEUED_BY_EPOCH)
+        stale[#stale + 1] = r
       elseif tonumber(r.available_at) > now then
         -- Promoted by a claim with a later `now` than this one: back to waiting.
-        redis.call('ZREM', ready, member)
-        redis.call('ZADD', waiting, r.available_at, member)
+        early[#early + 1] = r
       else
         chosen[#chosen + 1] = r
       end
     end
-    -- Entries superseded or demoted left the ready set, so the next unseen rank is #chosen again.
+  end
+  for _, r in ipairs(stale) do supersede(r, now_s, current, REASON_QUEUED_BY_EPOCH) end
+  for _, r in ipairs(early) do
+    local member = order_key(r)
+    redis.call('ZREM', ready, member)
+    redis.call('ZADD', waiting, r.available_at, member)
   end
   for _, r in ipairs(chosen) do
     transition(r, claim_updates(consumer, token, now_s, lease_s, instance), now)

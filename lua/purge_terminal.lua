@@ -11,7 +11,11 @@ return run(function()
     local r = load_indexed(string.sub(member, TERMINAL_ID_AT), nil, 'the terminal index')
     if not is_terminal(r.status) then corrupt(r.dispatch_id, 'indexed as terminal but the record is ' .. r.status) end
     records[#records + 1] = r
+    if not is_counter(redis.call('HGET', k_thread(r.thread_id), 'n')) then
+      raise('Serialization', "thread '" .. r.thread_id .. "': record count n is not an integer")
+    end
   end
+  preflight()
   for _, r in ipairs(records) do
     local t = r.thread_id
     redis.call('ZREM', K_TERMINAL, terminal_key(r))

@@ -7,12 +7,17 @@ return run(function()
   if limit == 0 then return { 'ok' } end
   local now = tonumber(now_s)
   local expired = {}
+  local epochs = {}
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', '(' .. now_s, 'LIMIT', 0, limit)) do
-    expired[#expired + 1] = load_indexed(id, 'Claimed', 'the lease index')
+    local r = load_indexed(id, 'Claimed', 'the lease index')
+    expired[#expired + 1] = r
+    -- Every epoch is read (and checked) before the first write.
+    if epochs[r.thread_id] == nil then epochs[r.thread_id] = thread_epoch(r.thread_id) end
   end
+  preflight()
   local out = { 'ok' }
   for _, r in ipairs(expired) do
-    local current = thread_epoch(r.thread_id)
+    local current = epochs[r.thread_id]
     if tonumber(r.dispatch_epoch) < current then
       supersede(r, now_s, current, REASON_LEASE_AFTER_INTERRUPT)
     else
