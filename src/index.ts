@@ -21,4 +21,5 @@ export { NatsLiveChannel, liveSubjectPrefix } from './live/nats-live.js';
 export type { LiveChannel } from './live/channel.js';
 export type { SignalTransport, SignalRef } from './signals/transport.js';
 export type { Logger } from './util/logger.js';
+export { ConfigError } from './util/config-error.js';
 export { consoleLogger, silentLogger } from './util/logger.js';

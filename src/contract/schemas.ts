@@ -145,10 +145,36 @@ export const liveRunTargetSchema = z.object({
   dispatch_id: str.nullish(),
 });
 
+type Issue = z.core.$ZodIssue;
+
+/**
+ * The issue that names the bad field. A union that matched no branch reports one issue at its own path with a
+ * branch-by-branch list inside; when exactly one branch got past the shape of the value (its issues all sit
+ * below the union's path, e.g. `{Messages: [...]}` with a bad role inside), the input was meant for that
+ * branch and its first issue is the one to show. Otherwise (no branch or several fit) the union's own
+ * message is the best description.
+ */
+function innermost(issue: Issue, prefix: readonly PropertyKey[]): { issue: Issue; path: PropertyKey[] } {
+  const path = [...prefix, ...issue.path];
+  if (issue.code !== 'invalid_union' || issue.errors.length === 0) return { issue, path };
+  const fitting = issue.errors.filter(
+    (branch) => branch.length > 0 && branch.every((i) => i.path.length > 0 && i.code !== 'unrecognized_keys'),
+  );
+  const first = fitting.length === 1 ? fitting[0]?.[0] : undefined;
+  return first === undefined ? { issue, path } : innermost(first, path);
+}
+
+/** The field the first zod issue is about (`<root>.<path>`) and what is wrong with it. */
+export function locateZodError(err: z.ZodError, root: string): { field: string; problem: string } {
+  const top = err.issues[0];
+  if (!top) return { field: root, problem: 'invalid' };
+  const { issue, path } = innermost(top, []);
+  const field = [root, ...path.map(String)].filter((p) => p !== '').join('.');
+  return { field, problem: issue.message };
+}
+
 /** Format the first zod issue as `<path>: <message>` so errors name the offending field. */
 export function describeZodError(err: z.ZodError, root: string): string {
-  const issue = err.issues[0];
-  if (!issue) return `${root}: invalid`;
-  const path = [root, ...issue.path.map(String)].filter((p) => p !== '').join('.');
-  return `${path}: ${issue.message}`;
+  const { field, problem } = locateZodError(err, root);
+  return `${field}: ${problem}`;
 }

@@ -1,11 +1,10 @@
 /**
  * Mailbox service configuration: the server defaults of contract.md §10, each overridable, validated with zod.
- * Bad input → `StorageError` kind `Validation` naming the field (`config.<field>: ...`).
+ * Bad input → `ConfigError` (kind `Validation`) naming the field (`config.<field>: ...`).
  */
 import { z } from 'zod';
-import { StorageError } from '../contract/errors.js';
 import { MAX_BATCH, MAX_PULL_EXPIRES_MS } from '../contract/args.js';
-import { describeZodError } from '../contract/schemas.js';
+import { configError, configErrorFromZod } from '../util/config-error.js';
 import type { MailboxConfig } from './types.js';
 
 /** Longest delay a Node timer accepts (2^31 − 1 ms); every interval and wait must fit. */
@@ -74,7 +73,7 @@ const overridesSchema = z
  */
 export function resolveMailboxConfig(overrides: unknown = {}): MailboxConfig {
   const parsed = overridesSchema.safeParse(overrides ?? {});
-  if (!parsed.success) throw StorageError.validation(describeZodError(parsed.error, 'config'));
+  if (!parsed.success) throw configErrorFromZod(parsed.error, 'config', Object.keys(overridesSchema.shape));
   const given = parsed.data;
   const leaseMs = given.leaseMs ?? DEFAULT_MAILBOX_CONFIG.leaseMs;
   if (
@@ -82,7 +81,7 @@ export function resolveMailboxConfig(overrides: unknown = {}): MailboxConfig {
     given.maxConcurrentHandlers !== undefined &&
     given.concurrency !== given.maxConcurrentHandlers
   ) {
-    throw StorageError.validation(
+    throw configError(
       'config.maxConcurrentHandlers: a deprecated alias of config.concurrency; give only config.concurrency',
     );
   }
@@ -97,7 +96,7 @@ export function resolveMailboxConfig(overrides: unknown = {}): MailboxConfig {
       Math.max(1, Math.min(DEFAULT_MAILBOX_CONFIG.leaseRenewalIntervalMs, Math.floor(leaseMs / 3))),
   };
   const fail = (msg: string): never => {
-    throw StorageError.validation(msg);
+    throw configError(msg);
   };
   if (config.leaseRenewalIntervalMs >= config.leaseMs) {
     fail('config.leaseRenewalIntervalMs: must be shorter than config.leaseMs');

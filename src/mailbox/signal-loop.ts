@@ -10,6 +10,7 @@
 import type { MailboxStore } from '../contract/store.js';
 import type { DispatchSignalEntry } from '../contract/types.js';
 import type { Logger } from '../util/logger.js';
+import { OutageLog } from '../util/outage-log.js';
 import { PULL_ERROR_SLEEP_MS } from './config.js';
 import { errorMessage } from './errors.js';
 import type { RunSlots } from './run-slots.js';
@@ -55,6 +56,8 @@ export class SignalLoop {
 
   async #run(): Promise<void> {
     const { store, batchSize, fetchExpiresMs, logger, capacity } = this.#opts;
+    // One warning per outage (and one line when it recovers), not one per 250 ms retry.
+    const pullOutage = new OutageLog(logger, 'dispatch signal pull');
     while (!this.#stopping) {
       if (capacity.free === 0) {
         await new Promise<void>((resolve) => {
@@ -67,8 +70,9 @@ export class SignalLoop {
       let entries: DispatchSignalEntry[];
       try {
         entries = await store.pullDispatchSignals(Math.min(batchSize, capacity.free), fetchExpiresMs);
+        pullOutage.succeeded();
       } catch (err) {
-        logger.warn?.('dispatch signal pull failed', { error: errorMessage(err) });
+        pullOutage.failed(err);
         const pause = interruptibleSleep(PULL_ERROR_SLEEP_MS, { unref: true });
         this.#cancelSleep = pause.cancel;
         await pause.promise;

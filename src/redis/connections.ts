@@ -1,17 +1,27 @@
 /**
  * Connections the Redis store opens itself: fail fast instead of queueing while disconnected (so every call
- * answers within `commandTimeoutMs`), keep reconnecting in the background, log connection errors at most
- * once per interval, and never let a secret reach a message.
+ * answers within `commandTimeoutMs`), keep reconnecting in the background, log one warning per outage and one
+ * line when the connection is back, and never let a secret reach a message.
  */
 import type { NatsConnection } from '@nats-io/nats-core';
 import { Redis } from 'ioredis';
 import type { RedisOptions } from 'ioredis';
+import { closeSocketsOnFailure } from '../util/close-sockets-on-failure.js';
 import type { Logger } from '../util/logger.js';
-import { redact, toIoError, urlSecrets } from './errors.js';
+import { OutageLog } from '../util/outage-log.js';
+import {
+  noteConnected,
+  noteConnectionError,
+  redact,
+  redisEndpoint,
+  toIoError,
+  unreachableError,
+  urlSecrets,
+} from './errors.js';
 import type { ResolvedOptions } from './options.js';
 
-/** At most one connection-error log line per connection in this window (outages reconnect in a loop). */
-const ERROR_LOG_INTERVAL_MS = 10_000;
+/** Connection failures (as opposed to a server that answered with an error, e.g. WRONGPASS). */
+const UNREACHABLE = /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|ECONNRESET|ENOENT|ETIMEDOUT/;
 
 export function deadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -31,22 +41,22 @@ export function collectSecrets(o: ResolvedOptions): string[] {
   return secrets;
 }
 
-function logConnectionErrors(redis: Redis, logger: Logger, secrets: readonly string[], name: string): void {
-  let lastLoggedAt = 0;
-  let suppressed = 0;
+/**
+ * Remember each connection error (calls failing while disconnected name it) and log the outage: one warning
+ * when the connection is lost, one info line when it is ready again. ioredis retries in a loop and emits an
+ * error per attempt, so logging each one would flood the log.
+ */
+function watchConnection(redis: Redis, logger: Logger, secrets: readonly string[], name: string): void {
+  const outage = new OutageLog(logger, 'redis connection', {
+    fields: { connection: name, server: redact(redisEndpoint(redis), secrets) },
+  });
   redis.on('error', (err: unknown) => {
-    const now = Date.now();
-    if (now - lastLoggedAt < ERROR_LOG_INTERVAL_MS) {
-      suppressed++;
-      return;
-    }
-    lastLoggedAt = now;
-    logger.warn?.('redis connection error (reconnecting in the background)', {
-      connection: name,
-      error: redact(err instanceof Error ? err.message : String(err), secrets),
-      suppressed,
-    });
-    suppressed = 0;
+    noteConnectionError(redis, err);
+    outage.failed(new Error(redact(err instanceof Error ? err.message : String(err), secrets)));
+  });
+  redis.on('ready', () => {
+    noteConnected(redis);
+    outage.succeeded();
   });
 }
 
@@ -57,6 +67,9 @@ function logConnectionErrors(redis: Redis, logger: Logger, secrets: readonly str
 function ownedRedisOptions(o: ResolvedOptions): RedisOptions {
   return {
     lazyConnect: true,
+    // Commands issued in the same event-loop turn share one socket write (and one read on the server):
+    // per-command writes were the largest single CPU cost of a busy node and of Redis itself.
+    enableAutoPipelining: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
@@ -93,10 +106,25 @@ async function connectOrFail(
     await deadline(redis.connect(), o.commandTimeoutMs, what);
   } catch (err) {
     redis.disconnect();
-    throw toIoError('redis', cause ?? err, secrets);
+    throw connectError(redis, cause ?? err, o.commandTimeoutMs, secrets);
   } finally {
     redis.off('error', remember);
   }
+}
+
+/** Why a connect failed, in words that point at the fix. */
+function connectError(redis: Redis, err: unknown, timeoutMs: number, secrets: readonly string[]) {
+  const message = err instanceof Error ? err.message : String(err);
+  const endpoint = redisEndpoint(redis);
+  if (UNREACHABLE.test(message)) return unreachableError(endpoint, message, secrets);
+  if (message.includes('no answer within')) {
+    return unreachableError(
+      endpoint,
+      `no answer within ${timeoutMs} ms (is a Redis server listening there?)`,
+      secrets,
+    );
+  }
+  return toIoError(`Redis at ${endpoint}`, err, secrets);
 }
 
 export async function openOwnedRedis(
@@ -106,7 +134,7 @@ export async function openOwnedRedis(
   name: string,
 ): Promise<Redis> {
   const redis = new Redis(url, ownedRedisOptions(o));
-  logConnectionErrors(redis, o.logger, secrets, name);
+  watchConnection(redis, o.logger, secrets, name);
   await connectOrFail(redis, o, secrets, 'redis connect');
   return redis;
 }
@@ -119,15 +147,41 @@ export async function openNats(
   const { connect } = await import('@nats-io/transport-node');
   const { servers, auth } = natsUrlCredentials(url);
   try {
-    return await deadline(
-      // Keep reconnecting for as long as the store lives (nats.js gives up after 10 attempts by default).
-      connect({ servers, timeout: o.commandTimeoutMs, maxReconnectAttempts: -1, ...auth, ...o.natsOptions }),
-      o.commandTimeoutMs + 1000,
-      'nats connect',
+    // A failed connect can leave nats.js's socket open (see closeSocketsOnFailure): close it, or the process
+    // never exits.
+    return await closeSocketsOnFailure(() =>
+      deadline(
+        // Keep reconnecting for as long as the store lives (nats.js gives up after 10 attempts by default).
+        connect({
+          servers,
+          timeout: o.commandTimeoutMs,
+          maxReconnectAttempts: -1,
+          ...auth,
+          ...o.natsOptions,
+        }),
+        o.commandTimeoutMs + 1000,
+        'nats connect',
+      ),
     );
   } catch (err) {
-    throw toIoError('nats', err, secrets);
+    throw natsConnectError(url, err, o.commandTimeoutMs, secrets);
   }
+}
+
+function natsConnectError(url: string, err: unknown, timeoutMs: number, secrets: readonly string[]) {
+  const message = err instanceof Error ? err.message : String(err);
+  const where = `NATS at ${redact(url, secrets)}`;
+  if (/connection refused|ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH/i.test(message)) {
+    return toIoError(`${where} is unreachable`, err, secrets);
+  }
+  if (/timeout|no answer within/i.test(message)) {
+    return toIoError(
+      where,
+      new Error(`no NATS handshake within ${timeoutMs} ms (is a nats-server listening there?)`),
+      secrets,
+    );
+  }
+  return toIoError(where, err, secrets);
 }
 
 /**

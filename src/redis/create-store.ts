@@ -1,7 +1,8 @@
 /**
- * `createMailboxStore(options)`: the distributed store (design.md §2). Redis holds the records; signals go
- * through JetStream (default with NATS), Redis Streams (default without) or nowhere; live steering needs
- * NATS. The NATS and signal modules are loaded only when the configuration uses them.
+ * `createMailboxStore(options)`: the distributed store, shared by every node of a deployment. Redis holds the
+ * records; signals go through JetStream (default with NATS), Redis Streams (default without) or nowhere; live
+ * steering needs NATS. The NATS and signal modules are loaded only when the configuration uses them. A create
+ * that fails closes everything it opened before rejecting, so a failed start never keeps the process alive.
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -10,7 +11,7 @@ import type { Redis } from 'ioredis';
 import { StorageError } from '../contract/errors.js';
 import type { LiveChannel } from '../live/channel.js';
 import { closeRedis, collectSecrets, deadline, openNats, openOwnedRedis } from './connections.js';
-import { toIoError } from './errors.js';
+import { redisIoError, toIoError } from './errors.js';
 import { redisKeys } from './keys.js';
 import type { RedisKeys } from './keys.js';
 import { NoLiveChannel } from './no-live.js';
@@ -72,7 +73,7 @@ export async function createMailboxStore(options: CreateMailboxStoreOptions): Pr
     try {
       await deadline(scripts.preload(), o.commandTimeoutMs, 'redis script load');
     } catch (err) {
-      throw toIoError('redis', err, secrets);
+      throw redisIoError(redis, err, secrets);
     }
 
     let nc: NatsConnection | null = null;
@@ -100,6 +101,7 @@ export async function createMailboxStore(options: CreateMailboxStoreOptions): Pr
       secrets,
       logger: o.logger,
       release,
+      nats: nc,
     });
     if (transport !== null) {
       const { SignalSweeper } = await import('../signals/sweeper.js');

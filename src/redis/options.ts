@@ -9,14 +9,21 @@ import { z } from 'zod';
 import { StorageError } from '../contract/errors.js';
 import { describeZodError } from '../contract/schemas.js';
 import type { Logger } from '../util/logger.js';
+import { redact, urlSecrets } from './errors.js';
 import { MAX_NAMESPACE_LENGTH, NAMESPACE_PATTERN } from './keys.js';
 
 export type SignalsMode = 'jetstream' | 'redis-streams' | 'none';
 
 export interface CreateMailboxStoreOptions {
-  /** A Redis URL (the store owns and closes the connection) or an ioredis instance (left open on close). */
+  /**
+   * `redis://[user:pass@]host[:port][/db]`, `rediss://…` (TLS) or a unix socket path (`/run/redis.sock`): the
+   * store owns and closes that connection. Or an ioredis instance (left open on close).
+   */
   redis: string | Redis;
-  /** A NATS URL (owned) or an open connection (left open). Enables live steering and JetStream signals. */
+  /**
+   * `nats://[user:pass@]host[:port]`, `tls://…` or `host:port` (owned), or an open connection (left open).
+   * Enables live steering and JetStream signals.
+   */
   nats?: string | NatsConnection;
   /** Default: `jetstream` when `nats` is given, else `redis-streams`. */
   signals?: SignalsMode;
@@ -99,6 +106,39 @@ const optionsSchema = z.strictObject({
   logger: plainObject.optional(),
 });
 
+/** The problem with a Redis URL string, or null when ioredis reads it the way the user meant. */
+export function redisUrlProblem(url: string): string | null {
+  // ioredis reads a string starting with `/` as a unix socket path (query parameters allowed).
+  if (url.startsWith('/') && !url.startsWith('//')) return null;
+  // Without a scheme ioredis reads `host:port` as redis://host:port.
+  if (/^(\[[0-9a-f:.]+\]|[^/:@\s[\]]+):\d{1,5}$/i.test(url)) return null;
+  const shown = `'${redact(url, urlSecrets(url))}'`;
+  const forms = 'redis://host:port, rediss://host:port (TLS) or a unix socket path such as /run/redis.sock';
+  if (!url.includes('://')) return `${shown} is not a Redis URL: use ${forms}`;
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return `${shown} is not a Redis URL: use ${forms}`;
+  }
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') {
+    // ioredis would read any other scheme as a unix socket path and fail with "connect ENOENT".
+    return `the URL scheme must be redis:// or rediss://, got ${u.protocol}// in ${shown} (or give a unix socket path)`;
+  }
+  if (u.pathname !== '' && u.pathname !== '/' && !/^\/\d+$/.test(u.pathname)) {
+    return `the path of a Redis URL is the database number (e.g. redis://host:6379/2), got '${u.pathname}' in ${shown}`;
+  }
+  return null;
+}
+
+/** The problem with a NATS URL string, or null. nats.js takes `nats://`, `tls://` or a bare `host:port`. */
+export function natsUrlProblem(url: string): string | null {
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(url)?.[1]?.toLowerCase();
+  if (scheme === undefined || scheme === 'nats' || scheme === 'tls') return null;
+  const shown = `'${redact(url, urlSecrets(url))}'`;
+  return `the URL scheme must be nats:// or tls:// (or none: host:port), got ${scheme}:// in ${shown}`;
+}
+
 export interface ResolvedOptions {
   redis: string | Redis;
   nats: string | NatsConnection | null;
@@ -122,6 +162,10 @@ export function resolveOptions(input: unknown): ResolvedOptions {
   const parsed = optionsSchema.safeParse(input);
   if (!parsed.success) throw StorageError.validation(describeZodError(parsed.error, 'options'));
   const o = parsed.data;
+  const redisProblem = typeof o.redis === 'string' ? redisUrlProblem(o.redis) : null;
+  if (redisProblem !== null) throw StorageError.validation(`options.redis: ${redisProblem}`);
+  const natsProblem = typeof o.nats === 'string' ? natsUrlProblem(o.nats) : null;
+  if (natsProblem !== null) throw StorageError.validation(`options.nats: ${natsProblem}`);
   const nats = o.nats ?? null;
   const signals: SignalsMode = o.signals ?? (nats !== null ? 'jetstream' : 'redis-streams');
   if (signals === 'jetstream' && nats === null) {

@@ -34,6 +34,7 @@ import type { Redis } from 'ioredis';
 import * as args from '../contract/args.js';
 import { StorageError } from '../contract/errors.js';
 import type { DispatchSignalReceipt } from '../contract/types.js';
+import { redisIoError } from '../redis/errors.js';
 import type { RedisKeys } from '../redis/keys.js';
 import { findLuaDir } from '../redis/scripts.js';
 import { silentLogger, type Logger } from '../util/logger.js';
@@ -211,7 +212,8 @@ class RedisStreamsSignalTransport implements SignalTransport {
     } catch (err) {
       if (this.#closed) return [];
       if (err instanceof StorageError) throw err;
-      throw StorageError.io(`redis streams signal pull failed: ${errorText(err)}`);
+      // A Redis that is down reads "Redis at <host:port> is unreachable: …", not the client's wording.
+      throw StorageError.io(`redis streams signal pull failed: ${redisIoError(this.#redis, err, []).detail}`);
     }
   }
 

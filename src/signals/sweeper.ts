@@ -7,10 +7,12 @@
  *
  * With Redis Streams the sweep script already XADDed the signals, so only JetStream needs `publish` here.
  * Ticks never overlap (the next one is scheduled after the previous finished), the timer is unref'd so it
- * never keeps a process alive, errors are logged and the next tick runs as usual. A sweep that returned a
- * full page is followed by another page in the same tick (bounded), so a backlog drains quickly.
+ * never keeps a process alive, errors are logged (once per outage, see `OutageLog`) and the next tick runs as
+ * usual. A sweep that returned a full page is followed by another page in the same tick (bounded), so a
+ * backlog drains quickly.
  */
 import { silentLogger, type Logger } from '../util/logger.js';
+import { OutageLog } from '../util/outage-log.js';
 import type { SignalRef, SignalTransport } from './transport.js';
 
 export const DEFAULT_SWEEP_LIMIT = 1000;
@@ -32,6 +34,7 @@ export class SignalSweeper {
   readonly #intervalMs: number;
   readonly #limit: number;
   readonly #logger: Logger;
+  readonly #outage: OutageLog;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #running: Promise<void> | null = null;
   #started = false;
@@ -53,6 +56,7 @@ export class SignalSweeper {
     this.#intervalMs = interval;
     this.#limit = limit;
     this.#logger = options.logger ?? silentLogger;
+    this.#outage = new OutageLog(this.#logger, 'signal sweeper tick');
   }
 
   /** Start ticking (the first tick runs after one interval). Idempotent; no-op after stop. */
@@ -81,10 +85,9 @@ export class SignalSweeper {
         if (refs.length < this.#limit) break;
       }
       if (published > 0) this.#logger.debug?.('signal sweeper republished dispatches', { count: published });
+      this.#outage.succeeded();
     } catch (err) {
-      this.#logger.warn?.('signal sweeper tick failed', {
-        error: err instanceof Error ? err.message : String(err),
-      });
+      this.#outage.failed(err);
     }
     return published;
   }
