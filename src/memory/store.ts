@@ -53,6 +53,14 @@ import type { SortedList } from './sorted-list.js';
 import { DispatchTable, type ThreadState } from './table.js';
 import * as tx from '../contract/transitions.js';
 import { REASON } from '../contract/transitions.js';
+import {
+  DEAD_LETTER_STORE,
+  deadLetterRequeued,
+  dispatchIdsArg,
+  resetAttemptsArg,
+  type DeadLetterMailboxStore,
+  type RequeueDeadLetterOptions,
+} from '../contract/dead-letters.js';
 
 export interface MemoryStoreStats {
   records: number;
@@ -85,9 +93,12 @@ function claimTokenArg(claimToken: unknown, name = 'claim_token'): string {
   return claimToken === undefined ? uuidv7() : args.id(name, claimToken);
 }
 
-export class MemoryMailboxStore implements MailboxStore, FusedMailboxStore, HandBackMailboxStore {
+export class MemoryMailboxStore
+  implements MailboxStore, FusedMailboxStore, HandBackMailboxStore, DeadLetterMailboxStore
+{
   readonly [FUSED_STORE] = true as const;
   readonly [HAND_BACK_STORE] = true as const;
+  readonly [DEAD_LETTER_STORE] = true as const;
   readonly #options: ResolvedMemoryOptions;
   readonly #table = new DispatchTable();
   readonly #signals: MemorySignalQueue | null;
@@ -657,6 +668,42 @@ export class MemoryMailboxStore implements MailboxStore, FusedMailboxStore, Hand
   async openLiveChannelFor(target: LiveRunTarget): Promise<LiveRunCommandStream> {
     this.#assertOpenAfter(() => args.liveTarget(target));
     return this.#live.openLiveChannelFor(target);
+  }
+
+  // ---- dead letters (src/contract/dead-letters.ts) ----
+
+  async requeueDeadLetter(
+    dispatchId: string,
+    now: number,
+    options?: RequeueDeadLetterOptions,
+  ): Promise<RunDispatch> {
+    const id = args.id('dispatch_id', dispatchId);
+    args.u64('now', now);
+    const reset = resetAttemptsArg(options);
+    this.#assertOpen();
+    const d = this.#table.get(id);
+    if (d === undefined) throw StorageError.notFound(id);
+    if (d.status !== 'DeadLetter') {
+      throw StorageError.validation(`dispatch '${id}' is ${d.status}, not DeadLetter`);
+    }
+    const holderId =
+      d.dedupe_key === null ? undefined : this.#table.thread(d.thread_id)?.dedupe.get(d.dedupe_key);
+    const holder = holderId === undefined || holderId === id ? undefined : this.#table.get(holderId);
+    if (holder !== undefined && !isTerminal(holder.status)) {
+      throw StorageError.alreadyExists(`dedupe_key=${d.dedupe_key ?? ''}`);
+    }
+    return copyRecord(this.#commit(d, deadLetterRequeued(d, this.#epochOf(d.thread_id), now, reset)));
+  }
+
+  async purgeDeadLetters(dispatchIds: readonly string[]): Promise<number> {
+    const ids = dispatchIdsArg(dispatchIds, args.id);
+    this.#assertOpen();
+    const doomed = ids
+      .map((id) => this.#table.get(id))
+      .filter((d): d is RunDispatch => d !== undefined && d.status === 'DeadLetter');
+    for (const d of doomed) this.#table.remove(d);
+    this.#table.dropDrainedThreads();
+    return doomed.length;
   }
 
   // ---- test hook ----

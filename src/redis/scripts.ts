@@ -41,6 +41,9 @@ export const SCRIPT_NAMES = [
   'complete_and_claim_next',
   // Hand-back additions (src/contract/fused.ts `HandBackMailboxStore`).
   'release_claim',
+  // Dead-letter additions (src/contract/dead-letters.ts).
+  'requeue_dead_letter',
+  'purge_dead_letters',
 ] as const;
 
 export type ScriptName = (typeof SCRIPT_NAMES)[number];

@@ -6,6 +6,7 @@
  * Redis call is bounded by `commandTimeoutMs` and fails with `Io` past it. Records read back are decoded
  * and validated; corrupt data raises `Serialization` naming the dispatch.
  */
+import type { NatsConnection } from '@nats-io/nats-core';
 import type { Redis } from 'ioredis';
 import { v7 as uuidv7 } from 'uuid';
 import * as args from '../contract/args.js';
@@ -20,6 +21,13 @@ import {
   type NextClaim,
 } from '../contract/fused.js';
 import type { MailboxStore } from '../contract/store.js';
+import {
+  DEAD_LETTER_STORE,
+  dispatchIdsArg,
+  resetAttemptsArg,
+  type DeadLetterMailboxStore,
+  type RequeueDeadLetterOptions,
+} from '../contract/dead-letters.js';
 import type {
   DispatchSignalEntry,
   LiveDeliveryOutcome,
@@ -66,6 +74,8 @@ export interface RedisMailboxStoreParts {
   logger?: Logger;
   /** Owned resources, released in reverse order after the transport and live channel on close. */
   release?: (() => Promise<void>)[];
+  /** The NATS connection of the signals / live channel, if any (see `connections`). */
+  nats?: NatsConnection | null;
 }
 
 /** Terminal records deleted per purge script call, so one purge never blocks Redis for long. */
@@ -99,9 +109,12 @@ function str(value: unknown, what: string): string {
   return value;
 }
 
-export class RedisMailboxStore implements MailboxStore, FusedMailboxStore, HandBackMailboxStore {
+export class RedisMailboxStore
+  implements MailboxStore, FusedMailboxStore, HandBackMailboxStore, DeadLetterMailboxStore
+{
   readonly [FUSED_STORE] = true as const;
   readonly [HAND_BACK_STORE] = true as const;
+  readonly [DEAD_LETTER_STORE] = true as const;
 
   readonly #redis: Redis;
   readonly #scripts: ScriptRunner;
@@ -114,6 +127,7 @@ export class RedisMailboxStore implements MailboxStore, FusedMailboxStore, HandB
   readonly #secrets: readonly string[];
   readonly #logger: Logger;
   readonly #release: (() => Promise<void>)[];
+  readonly #nats: NatsConnection | null;
   #sweeper: Stoppable | null = null;
   #sweeperStopped: Promise<void> | null = null;
   #closed = false;
@@ -131,6 +145,15 @@ export class RedisMailboxStore implements MailboxStore, FusedMailboxStore, HandB
     this.#secrets = parts.secrets;
     this.#logger = parts.logger ?? silentLogger;
     this.#release = parts.release ?? [];
+    this.#nats = parts.nats ?? null;
+  }
+
+  /**
+   * The connections this store runs on, for companions that share them (the lifecycle feed). They belong to
+   * the store: never close them; they close with it.
+   */
+  get connections(): { redis: Redis; nats: NatsConnection | null } {
+    return { redis: this.#redis, nats: this.#nats };
   }
 
   /** The key layout of this store's namespace. */
@@ -520,6 +543,33 @@ export class RedisMailboxStore implements MailboxStore, FusedMailboxStore, HandB
       [did, token, String(now), why],
     );
     return payload.length === 0 ? null : this.#decodeFlat(payload[0], did);
+  }
+
+  // ---- dead letters (src/contract/dead-letters.ts) ----
+
+  async requeueDeadLetter(
+    dispatchId: string,
+    now: number,
+    options?: RequeueDeadLetterOptions,
+  ): Promise<RunDispatch> {
+    const did = id('dispatch_id', dispatchId);
+    args.u64('now', now);
+    const reset = resetAttemptsArg(options);
+    const payload = await this.#run(
+      'requeue_dead_letter',
+      [this.#keys.record(did)],
+      [did, String(now), reset ? '1' : '0'],
+    );
+    const requeued = this.#decodeFlat(payload[0], did);
+    await this.#published([{ thread_id: requeued.thread_id, dispatch_id: did }]);
+    return requeued;
+  }
+
+  async purgeDeadLetters(dispatchIds: readonly string[]): Promise<number> {
+    const ids = dispatchIdsArg(dispatchIds, id);
+    if (ids.length === 0) return 0;
+    const [deleted] = await this.#run('purge_dead_letters', [], ids);
+    return this.#int(deleted, 'purge count');
   }
 
   // ---- reads ----
