@@ -40,6 +40,11 @@ export class RepublishSchedule {
     this.#byId.delete(dispatchId);
   }
 
+  /** When the earliest scheduled dispatch is due; null when nothing is scheduled. */
+  earliest(): number | null {
+    return this.#due.first()?.at ?? null;
+  }
+
   /** Up to `limit` dispatches due at `now`, rescheduled at `next`. */
   takeDue(now: number, limit: number, next: number): SignalRef[] {
     const taken = this.#due.takeWhile((d) => d.at <= now, limit);

@@ -61,6 +61,8 @@ import {
   type DeadLetterMailboxStore,
   type RequeueDeadLetterOptions,
 } from '../contract/dead-letters.js';
+import { autoInstrumentStore } from '../metrics/store-metrics.js';
+import type { IndexHeads, IndexHeadsProbe } from '../metrics/store-probe.js';
 
 export interface MemoryStoreStats {
   records: number;
@@ -94,7 +96,7 @@ function claimTokenArg(claimToken: unknown, name = 'claim_token'): string {
 }
 
 export class MemoryMailboxStore
-  implements MailboxStore, FusedMailboxStore, HandBackMailboxStore, DeadLetterMailboxStore
+  implements MailboxStore, FusedMailboxStore, HandBackMailboxStore, DeadLetterMailboxStore, IndexHeadsProbe
 {
   readonly [FUSED_STORE] = true as const;
   readonly [HAND_BACK_STORE] = true as const;
@@ -117,6 +119,8 @@ export class MemoryMailboxStore
       this.#sweeper = setInterval(() => this.sweepDueSignals(Date.now()), o.sweepIntervalMs);
       this.#sweeper.unref();
     }
+    // Metrics (src/metrics): only when an OpenTelemetry SDK is installed; otherwise nothing changes.
+    autoInstrumentStore(this, 'memory', null);
   }
 
   // ---- writes ----
@@ -704,6 +708,17 @@ export class MemoryMailboxStore
     for (const d of doomed) this.#table.remove(d);
     this.#table.dropDrainedThreads();
     return doomed.length;
+  }
+
+  // ---- metrics probe (src/metrics/store-probe.ts) ----
+
+  /** The heads of the lease index and the republish schedule (metrics gauges; see src/metrics/store-probe.ts). */
+  async probeIndexHeads(): Promise<IndexHeads> {
+    this.#assertOpen();
+    return {
+      oldestLeaseUntil: this.#table.leases.first()?.lease_until ?? null,
+      earliestSignalDue: this.#republish.earliest(),
+    };
   }
 
   // ---- test hook ----

@@ -28,6 +28,8 @@ import {
   type DeadLetterMailboxStore,
   type RequeueDeadLetterOptions,
 } from '../contract/dead-letters.js';
+import { autoInstrumentStore } from '../metrics/store-metrics.js';
+import type { IndexHeads, IndexHeadsProbe } from '../metrics/store-probe.js';
 import type {
   DispatchSignalEntry,
   LiveDeliveryOutcome,
@@ -110,7 +112,7 @@ function str(value: unknown, what: string): string {
 }
 
 export class RedisMailboxStore
-  implements MailboxStore, FusedMailboxStore, HandBackMailboxStore, DeadLetterMailboxStore
+  implements MailboxStore, FusedMailboxStore, HandBackMailboxStore, DeadLetterMailboxStore, IndexHeadsProbe
 {
   readonly [FUSED_STORE] = true as const;
   readonly [HAND_BACK_STORE] = true as const;
@@ -146,6 +148,8 @@ export class RedisMailboxStore
     this.#logger = parts.logger ?? silentLogger;
     this.#release = parts.release ?? [];
     this.#nats = parts.nats ?? null;
+    // Metrics (src/metrics): only when an OpenTelemetry SDK is installed; otherwise nothing changes.
+    autoInstrumentStore(this, 'redis', this.#keys.namespace);
   }
 
   /**
@@ -570,6 +574,22 @@ export class RedisMailboxStore
     if (ids.length === 0) return 0;
     const [deleted] = await this.#run('purge_dead_letters', [], ids);
     return this.#int(deleted, 'purge count');
+  }
+
+  // ---- metrics probe (src/metrics/store-probe.ts) ----
+
+  /** The heads of the lease and due indexes, one pipelined read (src/metrics/store-probe.ts). */
+  async probeIndexHeads(): Promise<IndexHeads> {
+    const k = this.#keys;
+    const [lease, due] = await this.#io(() =>
+      Promise.all([
+        this.#redis.zrange(k.leases, '0', '0', 'WITHSCORES'),
+        this.#signals === 'none' ? Promise.resolve([]) : this.#redis.zrange(k.due, '0', '0', 'WITHSCORES'),
+      ]),
+    );
+    const head = (entry: string[]): number | null =>
+      entry.length < 2 ? null : this.#int(entry[1], 'index score');
+    return { oldestLeaseUntil: head(lease), earliestSignalDue: head(due) };
   }
 
   // ---- reads ----

@@ -1,0 +1,119 @@
+/**
+ * Mailbox metrics, from the events the Mailbox already emits (nothing inside the Mailbox changes):
+ * - enqueue→start: on `started`, from when the dispatch became claimable to the start the store recorded
+ *   (`updated_at` of the started record). "Claimable" is `created_at` for a first attempt, `available_at`
+ *   for a retry or a hand-back; an inline (foreground) claim, whose `available_at` is a guard in the future,
+ *   counts from `created_at`.
+ * - run duration and outcome: from `started` to the event that ended the run on this node (`completed`,
+ *   `retried`, `deadLettered`, `cancelled`, `superseded`, `handedBack`), using the records' `updated_at`. The
+ *   start times of runs in progress are kept in a bounded map (oldest dropped first past `MAX_TRACKED_RUNS`).
+ * - active runs: an observable gauge of `activeRuns`.
+ * Lease renewals are counted by the store instrumentation (`extendLease`), so they need no event.
+ */
+import type { Attributes, Counter, Histogram, ObservableGauge, ObservableResult } from '@opentelemetry/api';
+import { ValueType } from '@opentelemetry/api';
+import type { EventEmitter } from 'node:events';
+import type { RunDispatch } from '../contract/types.js';
+import type { MailboxEvents } from '../mailbox/types.js';
+import { activeMeter, type MetricsOptions } from './meter.js';
+import { LATENCY_BUCKETS_MS, METRIC } from './names.js';
+
+/** The part of a Mailbox the metrics read. */
+export interface ObservableMailbox extends EventEmitter<MailboxEvents> {
+  readonly consumerId: string;
+  readonly activeRuns: number;
+  stop(): Promise<unknown>;
+}
+
+/** Runs in progress whose start time is remembered; past it the oldest are forgotten (no duration). */
+export const MAX_TRACKED_RUNS = 100_000;
+
+type Outcome = 'completed' | 'retried' | 'dead_lettered' | 'cancelled' | 'superseded' | 'handed_back';
+
+const instrumented = new WeakSet<object>();
+
+/**
+ * Instrument `mailbox` if an SDK is installed (or `options.meterProvider` is a real one). Returns whether it
+ * did. Idempotent; the gauge is removed when the Mailbox stops.
+ */
+export function instrumentMailbox(mailbox: ObservableMailbox, options?: MetricsOptions): boolean {
+  if (instrumented.has(mailbox)) return true;
+  const meter = activeMeter(options);
+  if (meter === null) return false;
+  instrumented.add(mailbox);
+
+  const enqueueToStart: Histogram = meter.createHistogram(METRIC.enqueueToStart, {
+    description: 'From a dispatch becoming claimable (enqueue, retry time, hand-back) to its run start.',
+    unit: 'ms',
+    advice: { explicitBucketBoundaries: [...LATENCY_BUCKETS_MS] },
+  });
+  const runDuration: Histogram = meter.createHistogram(METRIC.runDuration, {
+    description: 'From a run start to how it ended on this node, by outcome.',
+    unit: 'ms',
+    advice: { explicitBucketBoundaries: [...LATENCY_BUCKETS_MS] },
+  });
+  const outcomes: Counter = meter.createCounter(METRIC.dispatchOutcome, {
+    description: 'What the Mailbox did with each dispatch it ended, by outcome.',
+    valueType: ValueType.INT,
+  });
+  const active: ObservableGauge = meter.createObservableGauge(METRIC.activeRuns, {
+    description: 'Runs executing on this Mailbox.',
+    valueType: ValueType.INT,
+  });
+
+  const byOutcome = new Map<Outcome, Attributes>();
+  const outcomeAttrs = (o: Outcome): Attributes => {
+    let a = byOutcome.get(o);
+    if (a === undefined) {
+      a = { outcome: o };
+      byOutcome.set(o, a);
+    }
+    return a;
+  };
+  const startedAt = new Map<string, number>();
+  const ended = (d: RunDispatch, outcome: Outcome): void => {
+    const attrs = outcomeAttrs(outcome);
+    outcomes.add(1, attrs);
+    const start = startedAt.get(d.dispatch_id);
+    if (start === undefined) return;
+    startedAt.delete(d.dispatch_id);
+    runDuration.record(Math.max(0, d.updated_at - start), attrs);
+  };
+
+  mailbox.on('started', (d) => {
+    const start = d.updated_at;
+    const from = d.available_at > start ? d.created_at : Math.max(d.created_at, d.available_at);
+    enqueueToStart.record(Math.max(0, start - from));
+    startedAt.delete(d.dispatch_id);
+    startedAt.set(d.dispatch_id, start);
+    if (startedAt.size > MAX_TRACKED_RUNS) {
+      const oldest = startedAt.keys().next();
+      if (!oldest.done) startedAt.delete(oldest.value);
+    }
+  });
+  mailbox.on('completed', (d) => ended(d, 'completed'));
+  mailbox.on('retried', (d) => ended(d, 'retried'));
+  mailbox.on('deadLettered', (d) => ended(d, 'dead_lettered'));
+  mailbox.on('cancelled', (d) => ended(d, 'cancelled'));
+  mailbox.on('superseded', (d) => ended(d, 'superseded'));
+  mailbox.on('handedBack', (d) => ended(d, 'handed_back'));
+
+  const consumer: Attributes = { consumer: mailbox.consumerId };
+  const observeActive = (result: ObservableResult): void => result.observe(mailbox.activeRuns, consumer);
+  active.addCallback(observeActive);
+  const target = mailbox as unknown as Record<string, unknown>;
+  const stop = mailbox.stop.bind(mailbox);
+  target.stop = async () => {
+    try {
+      return await stop();
+    } finally {
+      active.removeCallback(observeActive);
+    }
+  };
+  return true;
+}
+
+/** What the Mailbox calls from its constructor: instruments only when an SDK is installed. */
+export function autoInstrumentMailbox(mailbox: ObservableMailbox): void {
+  instrumentMailbox(mailbox);
+}
