@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 import { queuedDispatch } from '../src/contract/helpers.js';
 import { createMailboxStore } from '../src/redis/index.js';
 
-const url = process.argv[2] ?? 'redis://127.0.0.1:6391';
+const url = process.argv[2]?.startsWith('redis') ? process.argv[2] : 'redis://127.0.0.1:6391';
 const total = Number(process.argv[3] ?? 20000);
 const threads = Number(process.argv[4] ?? 64);
 
@@ -78,7 +78,7 @@ const rows = [...claimPhase.entries()].sort((a, b) => b[1].usec - a[1].usec);
 console.log(
   `claim+complete phase: ${n} dispatches in ${ms.toFixed(0)} ms; redis cpu ${((cpu1 - cpu0) / n).toFixed(1)} µs/dispatch`,
 );
-for (const [name, s] of rows.slice(0, 14))
+for (const [name, s] of rows.slice(0, 30))
   console.log(
     `  ${name.padEnd(18)} ${(s.calls / n).toFixed(2)}/d  ${(s.usec / n).toFixed(2)} µs/d  ${(s.usec / s.calls).toFixed(2)} µs/call`,
   );

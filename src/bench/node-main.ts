@@ -21,8 +21,28 @@ import { encodeMessage, parseCoordinatorMessage } from './protocol.js';
 import type { NodeMessage } from './protocol.js';
 import { parseRunMs } from './run-ms.js';
 
+// Messages are batched per event-loop turn: one pipe write per message cost the node processes ~17 % of
+// their CPU at a few thousand dispatches/s (measured with --cpu-prof), charged to the mailbox under test.
+// Every message carries its own timestamps, so batching does not move any measured latency.
+let outbox: string[] = [];
+let flushScheduled = false;
+const flush = (): void => {
+  flushScheduled = false;
+  if (outbox.length === 0) return;
+  const chunk = outbox.join('');
+  outbox = [];
+  process.stdout.write(chunk);
+};
 const emit = (msg: NodeMessage): void => {
-  process.stdout.write(encodeMessage(msg));
+  outbox.push(encodeMessage(msg));
+  if (!flushScheduled) {
+    flushScheduled = true;
+    setImmediate(flush);
+  }
+};
+const exitNow = (code: number): never => {
+  flush();
+  process.exit(code);
 };
 
 function describe(err: unknown): string {
@@ -92,7 +112,7 @@ async function main(): Promise<void> {
         emit({ t: 'error', node: config.node, message: `stop failed: ${describe(err)}` });
       }
       emit({ t: 'stopped', node: config.node });
-      process.exit(0);
+      exitNow(0);
     })();
     return stopping;
   };
@@ -112,7 +132,7 @@ async function main(): Promise<void> {
     stopFn = await startNode(config);
   } catch (err) {
     emit({ t: 'error', node: config.node, message: `start failed: ${describe(err)}` });
-    process.exit(1);
+    exitNow(1);
   }
   emit({ t: 'ready', node: config.node, pid: process.pid });
 }

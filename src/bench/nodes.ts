@@ -60,7 +60,14 @@ export function spawnNodeProcess(config: NodeConfig, onMessage: MessageHandler):
   const { script, execArgv } = nodeEntry();
   const child: ChildProcessWithoutNullStreams = spawn(
     process.execPath,
-    [...execArgv, script, JSON.stringify(config)],
+    // AWAKEN_BENCH_NODE_ARGS: extra Node flags for the node processes, e.g. `--cpu-prof --cpu-prof-dir=prof`
+    // (Node refuses --cpu-prof in NODE_OPTIONS).
+    [
+      ...execArgv,
+      ...(process.env.AWAKEN_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean),
+      script,
+      JSON.stringify(config),
+    ],
     {
       stdio: 'pipe',
       env: process.env,

@@ -9,7 +9,7 @@
  *
  * Records handed out are copies; stored records are never shared with callers.
  */
-import { v7 as uuidv7 } from 'uuid';
+import { uuidV7 as uuidv7 } from '../util/uuid.js';
 import * as args from '../contract/args.js';
 import { StorageError } from '../contract/errors.js';
 import {

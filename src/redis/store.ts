@@ -8,7 +8,7 @@
  */
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { Redis } from 'ioredis';
-import { v7 as uuidv7 } from 'uuid';
+import { uuidV7 as uuidv7 } from '../util/uuid.js';
 import * as args from '../contract/args.js';
 import { StorageError } from '../contract/errors.js';
 import {
