@@ -23,7 +23,7 @@ async function snapshot(): Promise<Record<string, unknown>> {
   for (const key of await namespaceKeys(fx.raw, fx.store.keys.pattern)) {
     const type = await fx.raw.type(key);
     if (type === 'hash') out[key] = await fx.raw.hgetall(key);
-    else if (type === 'zset') out[key] = await fx.raw.zrange(key, 0, -1, 'WITHSCORES');
+    else if (type === 'zset') out[key] = await fx.raw.zrange(key, '0', '-1', 'WITHSCORES');
     else if (type === 'set') out[key] = (await fx.raw.smembers(key)).sort();
     else if (type === 'stream') out[key] = await fx.raw.xrange(key, '-', '+');
     else out[key] = [type, await fx.raw.dump(key)];
