@@ -14,10 +14,14 @@ return run(function()
     end
   end
   if redis.call('EXISTS', KEYS[9]) == 1 then raise('AlreadyExists', id) end
-  r.dispatch_epoch = num(thread_epoch(r.thread_id))
-  if not is_counter(redis.call('HGET', KEYS[10], 'n')) then
+  local thread = redis.call('HMGET', KEYS[10], 'epoch', 'n')
+  if thread[1] and not is_int(thread[1]) then
+    raise('Serialization', "thread '" .. r.thread_id .. "': epoch is not a non-negative safe integer")
+  end
+  if not is_counter(thread[2]) then
     raise('Serialization', "thread '" .. r.thread_id .. "': record count n is not an integer")
   end
+  r.dispatch_epoch = thread[1] and num(tonumber(thread[1])) or '0'
   preflight()
   r.status = 'Queued'
   redis.call('HSET', KEYS[9], unpack(flat(r)))
