@@ -15,6 +15,7 @@ import type { RawBenchOptions } from './bench/options.js';
 import { renderReportHtml } from './bench/report-html.js';
 import { benchExitCode, failureSummary, formatResult, resultForJson } from './bench/results.js';
 import { runBench } from './bench/run.js';
+import { registerDlqCommand } from './bench/dlq.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -200,6 +201,8 @@ function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
       io.stdout.write(raw.json ? `${JSON.stringify(report)}\n` : `${formatDoctor(report)}\n`);
       setExit(report.ok ? EXIT_OK : EXIT_FAILURE);
     });
+
+  registerDlqCommand(program, io, setExit);
 
   return program;
 }
