@@ -9,7 +9,7 @@
  * and acks in one call (`completeAndAck`). With a `HandBackMailboxStore` a run cut short by `stop()` is handed
  * back without counting as a failed attempt (`releaseClaim`).
  */
-import { v7 as uuidv7 } from 'uuid';
+import { uuidV7 as uuidv7 } from '../util/uuid.js';
 import { isStorageError } from '../contract/errors.js';
 import {
   isFusedStore,

@@ -9,7 +9,7 @@
  * without counting an attempt.
  */
 import { EventEmitter } from 'node:events';
-import { v7 as uuidv7 } from 'uuid';
+import { uuidV7 as uuidv7 } from '../util/uuid.js';
 import * as args from '../contract/args.js';
 import { StorageError, isStorageError } from '../contract/errors.js';
 import {

@@ -1,5 +1,5 @@
 /** Boundary validation of Mailbox calls: bad input → `StorageError` kind `Validation` naming the field. */
-import { v7 as uuidv7 } from 'uuid';
+import { uuidV7 as uuidv7 } from '../util/uuid.js';
 import * as args from '../contract/args.js';
 import { StorageError } from '../contract/errors.js';
 import { DEFAULT_PRIORITY } from '../contract/helpers.js';
