@@ -23,3 +23,26 @@ export type { SignalTransport, SignalRef } from './signals/transport.js';
 export type { Logger } from './util/logger.js';
 export { ConfigError } from './util/config-error.js';
 export { consoleLogger, silentLogger } from './util/logger.js';
+export { DEAD_LETTER_STORE, isDeadLetterStore } from './contract/dead-letters.js';
+export type { DeadLetterMailboxStore, RequeueDeadLetterOptions } from './contract/dead-letters.js';
+export { METRIC, METER_NAME, instrumentMailbox, instrumentStore } from './metrics/index.js';
+export type { IndexHeads, IndexHeadsProbe, MetricsOptions, StoreMetricsOptions } from './metrics/index.js';
+export {
+  LIFECYCLE_EVENT_TYPES,
+  LifecycleFeed,
+  attachLifecycleFeed,
+  feedSubject,
+  openLifecycleFeed,
+} from './feed/index.js';
+export type {
+  FeedStart,
+  FeedSubscription,
+  FeedTransport,
+  LifecycleEvent,
+  LifecycleEventType,
+  LifecycleFeedEvents,
+  LifecycleFeedPublisher,
+  LifecycleFeedPublisherOptions,
+  OpenLifecycleFeedOptions,
+  WaitUntilFinishedOptions,
+} from './feed/index.js';

@@ -66,6 +66,8 @@ export interface RedisKeys {
   readonly signalDelayed: string;
   /** Consumer group name of `signalStream`. */
   readonly signalGroup: string;
+  /** Stream, capped: the lifecycle feed of the namespace when it has no NATS (src/feed/). */
+  readonly lifecycleFeed: string;
 
   /** The global keys every script receives as KEYS[1..8], in this order (see lua/prelude.lua). */
   readonly scriptGlobals: readonly string[];
@@ -130,6 +132,7 @@ export function redisKeys(namespace: string | null): RedisKeys {
     signalStream,
     signalDelayed: `${prefix}sig:delayed`,
     signalGroup: SIGNAL_GROUP,
+    lifecycleFeed: `${prefix}feed`,
     scriptGlobals: [prefix, counts, leases, terminal, queuedThreads, due, signalStream, drainedThreads],
   };
 }

@@ -1,0 +1,8 @@
+export { attachLifecycleFeed } from './publisher.js';
+export type { FeedMailbox, LifecycleFeedPublisher, LifecycleFeedPublisherOptions } from './publisher.js';
+export { LifecycleFeed, openLifecycleFeed } from './consumer.js';
+export type { LifecycleFeedEvents, OpenLifecycleFeedOptions, WaitUntilFinishedOptions } from './consumer.js';
+export { feedSubject, DEFAULT_STREAM_MAX_LEN } from './transport.js';
+export type { FeedSubscription, FeedTransport } from './transport.js';
+export { LIFECYCLE_EVENT_TYPES, MAX_EVENT_TEXT } from './types.js';
+export type { FeedStart, LifecycleEvent, LifecycleEventType } from './types.js';
