@@ -9,12 +9,13 @@ import { Command, CommanderError } from 'commander';
 import { StorageError } from './contract/errors.js';
 import { defaultNatsUrl, defaultRedisUrl } from './bench/backend.js';
 import { formatDoctor, runDoctor } from './bench/doctor.js';
-import { parseStatusList, runInspect } from './bench/inspect.js';
+import { parseLimit, parseOffset, parseStatusList, runInspect } from './bench/inspect.js';
 import { BENCH_DEFAULTS, parseBenchOptions } from './bench/options.js';
 import type { RawBenchOptions } from './bench/options.js';
 import { renderReportHtml } from './bench/report-html.js';
 import { benchExitCode, failureSummary, formatResult, resultForJson } from './bench/results.js';
 import { runBench } from './bench/run.js';
+import { packageVersion } from './util/package-version.js';
 import { registerDlqCommand } from './bench/dlq.js';
 
 export const EXIT_OK = 0;
@@ -30,16 +31,48 @@ export interface CliIO {
 
 const describe = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
-function nonNegativeInt(name: string, text: string): number {
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 0)
-    throw StorageError.validation(`--${name} must be a non-negative integer, got '${text}'`);
-  return n;
-}
+/** Shown after the command list of `awaken-mailbox --help`. */
+const TOP_LEVEL_HELP = `
+Examples:
+  awaken-mailbox doctor                               are Redis and NATS reachable, new enough, JetStream on?
+  awaken-mailbox inspect --namespace prod-eu          counts by status, threads with queued work
+  awaken-mailbox inspect --namespace prod-eu --status DeadLetter --limit 20
+                                                      dead letters across every thread, 20 per page
+  awaken-mailbox inspect --namespace prod-eu --thread t-1
+                                                      one thread's dispatches
+  awaken-mailbox bench --dispatches 2000 --nodes 2    load test with an invariant check afterwards
+
+Servers: --redis / --nats, else $REDIS_URL / $NATS_URL, else redis://127.0.0.1:6379 / nats://127.0.0.1:4222.
+Exit codes: 0 success, 1 failure (failed check, invariant violation, run error), 2 bad usage, 130 interrupted.
+Every option of a command: awaken-mailbox <command> --help
+`;
+
+const INSPECT_HELP = `
+Without --thread, --status or --dispatch: the counts by status and the threads with queued work.
+--status without --thread lists across every thread: Queued by thread, Claimed by lease expiry, terminal
+statuses (Acked, Cancelled, Superseded, DeadLetter) oldest first. A page says next_offset (null on the last).
+
+Examples:
+  awaken-mailbox inspect --namespace prod-eu
+  awaken-mailbox inspect --namespace prod-eu --status DeadLetter --limit 20 --offset 20
+  awaken-mailbox inspect --namespace prod-eu --thread t-1 --status Queued,Claimed
+  awaken-mailbox inspect --namespace prod-eu --dispatch 0190f1c2-7d4e-7000-8000-000000000001
+`;
+
+const DOCTOR_HELP = `
+Examples:
+  awaken-mailbox doctor
+  awaken-mailbox doctor --redis redis://:secret@redis.internal:6379 --nats nats://nats.internal:4222
+  awaken-mailbox doctor --no-nats --json
+`;
 
 function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
   const program = new Command('awaken-mailbox')
-    .description('Durable run mailbox for Awaken-style agent runtimes: load-test harness and tools')
+    .description(
+      'Durable run mailbox for Awaken-style agent runtimes: check the servers, look into a store, load-test.',
+    )
+    .version(packageVersion(), '-V, --version', 'print the version')
+    .addHelpText('after', TOP_LEVEL_HELP)
     .exitOverride()
     .configureOutput({ writeOut: (s) => void io.stdout.write(s), writeErr: (s) => void io.stderr.write(s) })
     .showHelpAfterError();
@@ -154,14 +187,20 @@ function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
 
   program
     .command('inspect')
-    .description("print a thread's dispatches, one dispatch, or the counts by status, as JSON")
+    .description(
+      "print, as JSON, the counts by status, a thread's dispatches, the dispatches in some statuses across threads, or one dispatch",
+    )
     .option('--redis <url>', 'Redis URL (default $REDIS_URL or redis://127.0.0.1:6379)')
     .option('--namespace <ns>', 'the store namespace (default: the upstream-compatible default keys)')
     .option('--thread <id>', "list this thread's dispatches")
     .option('--dispatch <id>', 'show one dispatch')
-    .option('--status <list>', 'with --thread: only these statuses, e.g. Queued,Claimed')
-    .option('--limit <n>', 'with --thread: page size (1..200)', '50')
-    .option('--offset <n>', 'with --thread: records to skip', '0')
+    .option(
+      '--status <list>',
+      'only these statuses, e.g. DeadLetter or Queued,Claimed (across threads without --thread)',
+    )
+    .option('--limit <n>', 'page size, 1..200', '50')
+    .option('--offset <n>', 'matching records to skip (next_offset of the previous page)', '0')
+    .addHelpText('after', INSPECT_HELP)
     .action(
       async (raw: {
         redis?: string;
@@ -178,8 +217,8 @@ function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
           thread: raw.thread ?? null,
           dispatch: raw.dispatch ?? null,
           status: raw.status !== undefined ? parseStatusList(raw.status) : null,
-          limit: nonNegativeInt('limit', raw.limit),
-          offset: nonNegativeInt('offset', raw.offset),
+          limit: parseLimit(raw.limit),
+          offset: parseOffset(raw.offset),
         });
         io.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
         setExit(EXIT_OK);
@@ -193,6 +232,7 @@ function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
     .option('--nats <url>', 'NATS URL (default $NATS_URL or nats://127.0.0.1:4222)')
     .option('--no-nats', 'skip the NATS checks (Redis-only deployments)')
     .option('--json', 'print the checks as JSON')
+    .addHelpText('after', DOCTOR_HELP)
     .action(async (raw: { redis?: string; nats?: string | boolean; json?: boolean }) => {
       const report = await runDoctor({
         redis: raw.redis ?? defaultRedisUrl(io.env),

@@ -5,6 +5,9 @@
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Redis } from 'ioredis';
+import { redact, urlSecrets } from '../redis/errors.js';
+import { natsUrlProblem, redisUrlProblem } from '../redis/options.js';
+import { closeSocketsOnFailure } from '../util/close-sockets-on-failure.js';
 
 export interface DoctorCheck {
   name: string;
@@ -34,6 +37,9 @@ export function versionAtLeast(actual: string, minimum: string): boolean {
 const describe = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
 export async function checkRedis(url: string, timeoutMs = 3000): Promise<DoctorCheck[]> {
+  const problem = redisUrlProblem(url);
+  if (problem !== null) return [{ name: 'redis', ok: false, detail: `--redis: ${problem}` }];
+  const shown = redact(url, urlSecrets(url));
   const redis = new Redis(url, {
     lazyConnect: true,
     connectTimeout: timeoutMs,
@@ -41,8 +47,10 @@ export async function checkRedis(url: string, timeoutMs = 3000): Promise<DoctorC
     enableOfflineQueue: false,
     retryStrategy: () => null,
   });
-  redis.on('error', () => {
-    // Reported through the failing command below.
+  // The first connection error says why (e.g. ETIMEDOUT); the rejected connect() only says "Connection is closed".
+  let cause: unknown = null;
+  redis.on('error', (err: unknown) => {
+    cause ??= err;
   });
   try {
     await redis.connect();
@@ -50,7 +58,7 @@ export async function checkRedis(url: string, timeoutMs = 3000): Promise<DoctorC
     const info = await redis.info('server');
     const version = /redis_version:([^\r\n]+)/.exec(info)?.[1]?.trim() ?? 'unknown';
     const valkey = /valkey_version:([^\r\n]+)/.exec(info)?.[1]?.trim();
-    const checks: DoctorCheck[] = [{ name: 'redis', ok: true, detail: `reachable at ${url}` }];
+    const checks: DoctorCheck[] = [{ name: 'redis', ok: true, detail: `reachable at ${shown}` }];
     const versionOk = version !== 'unknown' && versionAtLeast(version, MIN_REDIS_VERSION);
     checks.push({
       name: 'redis version',
@@ -71,7 +79,7 @@ export async function checkRedis(url: string, timeoutMs = 3000): Promise<DoctorC
       {
         name: 'redis',
         ok: false,
-        detail: `cannot use Redis at ${url}: ${describe(err)} — start one (e.g. docker compose up -d) or pass --redis <url>`,
+        detail: `cannot use Redis at ${shown}: ${redact(describe(cause ?? err), urlSecrets(url))} — start one (e.g. docker compose up -d) or pass --redis <url>`,
       },
     ];
   } finally {
@@ -80,11 +88,17 @@ export async function checkRedis(url: string, timeoutMs = 3000): Promise<DoctorC
 }
 
 export async function checkNats(url: string, timeoutMs = 3000): Promise<DoctorCheck[]> {
+  const problem = natsUrlProblem(url);
+  if (problem !== null) return [{ name: 'nats', ok: false, detail: `--nats: ${problem}` }];
+  const shown = redact(url, urlSecrets(url));
   let nc: Awaited<ReturnType<typeof connect>> | null = null;
   try {
-    nc = await connect({ servers: url, timeout: timeoutMs, reconnect: false, name: 'awaken-mailbox-doctor' });
+    // A failed connect can leave nats.js's socket open; close it so the check never keeps the process alive.
+    nc = await closeSocketsOnFailure(() =>
+      connect({ servers: url, timeout: timeoutMs, reconnect: false, name: 'awaken-mailbox-doctor' }),
+    );
     const version = nc.info?.version ?? 'unknown';
-    const checks: DoctorCheck[] = [{ name: 'nats', ok: true, detail: `reachable at ${url}` }];
+    const checks: DoctorCheck[] = [{ name: 'nats', ok: true, detail: `reachable at ${shown}` }];
     const versionOk = version !== 'unknown' && versionAtLeast(version, MIN_NATS_VERSION);
     checks.push({
       name: 'nats version',
@@ -105,7 +119,7 @@ export async function checkNats(url: string, timeoutMs = 3000): Promise<DoctorCh
       checks.push({
         name: 'nats jetstream',
         ok: false,
-        detail: `JetStream is not available at ${url}: ${describe(err)} — start nats-server with -js (or use --signals redis-streams)`,
+        detail: `JetStream is not available at ${shown}: ${describe(err)} — start nats-server with -js (or use --signals redis-streams)`,
       });
     }
     return checks;
@@ -114,7 +128,7 @@ export async function checkNats(url: string, timeoutMs = 3000): Promise<DoctorCh
       {
         name: 'nats',
         ok: false,
-        detail: `cannot connect to NATS at ${url}: ${describe(err)} — start nats-server -js or pass --nats <url>`,
+        detail: `cannot connect to NATS at ${shown}: ${describe(err)} — start nats-server -js or pass --nats <url>`,
       },
     ];
   } finally {
