@@ -5,7 +5,10 @@ function blank(value: string): boolean {
   return value.trim().length === 0;
 }
 
-/** Identity rules shared by enqueue and persist validation (contract.md §2.2). */
+/**
+ * Identity rules shared by enqueue and persist validation: non-blank ids, `max_attempts` at least 1 and
+ * `attempt_count` never above it.
+ */
 function validateIdentity(d: RunDispatch): void {
   for (const field of ['dispatch_id', 'thread_id', 'run_id'] as const) {
     if (blank(d[field])) throw StorageError.validation(`${field} must not be empty`);

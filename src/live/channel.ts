@@ -5,7 +5,10 @@ import type {
   LiveRunTarget,
 } from '../contract/types.js';
 
-/** The live (ephemeral steering) half of a store: exact-target request/reply (contract.md §7). */
+/**
+ * The live (ephemeral steering) half of a store: a command goes to the exact run it targets and is
+ * `Delivered` only when that run's consumer acked it; nothing is persisted or retried.
+ */
 export interface LiveChannel {
   deliverLive(threadId: string, command: LiveRunCommand): Promise<LiveDeliveryOutcome>;
   deliverLiveTo(target: LiveRunTarget, command: LiveRunCommand): Promise<LiveDeliveryOutcome>;

@@ -1,5 +1,5 @@
 /**
- * Live steering over core NATS request/reply (contract.md §7, upstream-nats.md §6, design.md §3 item 4).
+ * Live steering over core NATS request/reply, wire-compatible with upstream Awaken's live commands.
  *
  * Producer: one request to the exact subject; `Delivered` only when a reply arrived (the consumer acked),
  * `NoSubscriber` on no responders (immediate, nats-server answers 503) or on timeout (a subscriber dropped the

@@ -1,5 +1,5 @@
 /**
- * Live-steering subjects (design.md §3 item 4, upstream-nats.md §1.5/§1.6/§6.1).
+ * Live-steering subjects, the same as upstream Awaken's:
  *
  *   thread level:  <P>.thread.<hex t>
  *   exact target:  <P>.thread.<hex t>.run.<hex r>[.dispatch.<hex d>]

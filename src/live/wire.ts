@@ -1,5 +1,5 @@
 /**
- * Live-command payload codecs (design.md §3 item 4, contract.md §4.7).
+ * Live-command payload codecs: the `LiveRunCommand` JSON of the upstream wire format, or msgpack.
  *
  * JSON is the upstream wire format: exactly `encodeLiveRunCommand`'s bytes and no headers. Producers may be
  * configured to send msgpack of the same wire object instead, tagged `Content-Type: application/msgpack`;

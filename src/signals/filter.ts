@@ -6,7 +6,7 @@ import type { RawSignal } from './transport.js';
 export const MAX_PARKED_SIGNAL_MS = 30_000;
 
 /**
- * design.md §3 item 3: signals must never stall work. Ack and skip signals whose dispatch is missing or
+ * Signals must never stall work. Ack and skip signals whose dispatch is missing or
  * terminal; nack-with-delay (until `available_at`) and skip Queued dispatches not yet available; return
  * the rest. A load failure leaves the signal for immediate redelivery rather than dropping it.
  */

@@ -1,5 +1,6 @@
 /**
- * Durable dispatch signals over a JetStream work queue (contract.md §8, upstream-nats.md §1.2, §1.3, §2).
+ * Durable dispatch signals over a JetStream work queue, with the stream, consumer and subject layout of
+ * upstream Awaken's NATS mailbox.
  *
  * Topology, one per namespace, created or verified at connect:
  *
@@ -692,7 +693,7 @@ class JetStreamSignalTransport implements SignalTransport {
       const receipt = new JetStreamReceipt(this.#nc, reply, ack.delivered);
       const decoded = this.#decode(msg);
       if (decoded === null) {
-        // Unroutable or blank: nothing can act on it, so ack and drop (upstream-nats.md §2.4).
+        // Unroutable or blank: nothing can act on it, so ack and drop (upstream does the same).
         void receipt.ack().catch(() => undefined);
         continue;
       }

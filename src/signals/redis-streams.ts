@@ -1,5 +1,6 @@
 /**
- * Durable dispatch signals over a Redis Stream with one consumer group per namespace (design.md §3 item 3).
+ * Durable dispatch signals over a Redis Stream with one consumer group per namespace: a wake-up for a thread
+ * with claimable work, so no node polls (the Redis-only alternative to the JetStream transport).
  *
  * Layout (keys from `src/redis/keys.ts`, all in the namespace's hash tag):
  *   signalStream   stream of outstanding signals, fields `t` (thread_id), `d` (dispatch_id) and, on a

@@ -1,9 +1,8 @@
 /**
- * The signal sweeper (contract.md §8, upstream-nats.md §2.3, design.md §3 item 3): every `intervalMs` it asks
- * the store for Queued, available dispatches whose last signal is older than the republish delay
- * (`sweep(now, limit)`, which also marks them signalled) and republishes them. This is what repairs a lost
- * publish (JetStream unreachable at enqueue, a crashed process, a signal acked while the thread was busy)
- * and wakes dispatches whose `available_at` passed without any other event.
+ * The signal sweeper: every `intervalMs` it asks the store for Queued, available dispatches whose last signal
+ * is older than the republish delay (`sweep(now, limit)`, which also marks them signalled) and republishes
+ * them. This is what repairs a lost publish (JetStream unreachable at enqueue, a crashed process, a signal
+ * acked while the thread was busy) and wakes dispatches whose `available_at` passed without any other event.
  *
  * With Redis Streams the sweep script already XADDed the signals, so only JetStream needs `publish` here.
  * Ticks never overlap (the next one is scheduled after the previous finished), the timer is unref'd so it

@@ -12,7 +12,8 @@ export interface RawSignal extends SignalRef {
 
 /**
  * A durable wake-up transport. The store decides *when* to signal; the transport only moves signals.
- * Filtering against dispatch state (design.md §3 item 3) happens in `filterSignals`, not here.
+ * Filtering against dispatch state (skip signals of missing, terminal or not-yet-available dispatches)
+ * happens in `filterSignals`, not here.
  */
 export interface SignalTransport {
   readonly kind: 'jetstream' | 'redis-streams' | 'memory';
