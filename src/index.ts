@@ -1,6 +1,6 @@
 /**
  * awaken-mailbox: the durable run mailbox of Awaken-style agent runtimes.
- * Everything users and tests import comes from here (design.md §2).
+ * Everything users and tests import comes from here.
  */
 export * from './contract/index.js';
 export { MemoryMailboxStore } from './memory/index.js';

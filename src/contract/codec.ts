@@ -1,5 +1,5 @@
 /**
- * JSON codec, wire-identical to the Rust serde shapes (contract.md §4): field order as the Rust structs,
+ * JSON codec, wire-identical to the Rust serde shapes of upstream Awaken: field order as the Rust structs,
  * `Option` fields serialized as null unless the Rust side skips them, unknown input fields ignored.
  * Decoders validate and throw `StorageError` kind `Serialization` naming what was wrong.
  */
@@ -107,7 +107,10 @@ export function runDispatchToWire(d: RunDispatch): Wire {
   return w;
 }
 
-/** Parse a wire object into a normalized record (defaults of §2.2) without lifecycle validation. */
+/**
+ * Parse a wire object into a normalized record (missing fields get the contract defaults: priority 128,
+ * max_attempts 5, status Queued, null optionals) without lifecycle validation.
+ */
 export function normalizeRunDispatch(value: unknown, what = 'dispatch'): RunDispatch {
   const p = decodeWith(runDispatchSchema, value, what);
   return {
@@ -136,7 +139,7 @@ export function normalizeRunDispatch(value: unknown, what = 'dispatch'): RunDisp
   };
 }
 
-/** Decode a persisted or received record: shape, then the persist invariants (§2.2). */
+/** Decode a persisted or received record: shape, then the persist invariants (`validateForPersist`). */
 export function runDispatchFromWire(value: unknown): RunDispatch {
   const d = normalizeRunDispatch(value);
   try {

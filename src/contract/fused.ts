@@ -1,6 +1,6 @@
 /**
- * Fused store operations (design.md §5): optional additions to the `MailboxStore` contract that run two
- * contract methods as ONE atomic step (one round trip on Redis), each with exactly the records, errors and
+ * Fused store operations: optional additions to the `MailboxStore` contract that run two contract methods
+ * as ONE atomic step (one round trip on Redis), each with exactly the records, errors and
  * side effects of the two calls made back to back. A store opts in by implementing `FusedMailboxStore`
  * (including the `FUSED_STORE` brand); callers check with `isFusedStore` and fall back to the sequential
  * pair otherwise.

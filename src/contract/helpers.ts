@@ -3,7 +3,10 @@ import type { RunDispatch, RunDispatchInput } from './types.js';
 export const DEFAULT_PRIORITY = 128;
 export const DEFAULT_MAX_ATTEMPTS = 5;
 
-/** A valid Queued record with the defaults of contract.md §2.2; `overrides` win. */
+/**
+ * A valid Queued record with the contract defaults (priority 128, max_attempts 5, available_at = created_at,
+ * epoch 0, every optional field null); `overrides` win.
+ */
 export function queuedDispatch(
   fields: Pick<RunDispatch, 'dispatch_id' | 'thread_id' | 'run_id' | 'created_at'> &
     Partial<RunDispatchInput>,

@@ -13,7 +13,7 @@ import type {
 } from './types.js';
 
 /**
- * The mailbox store: same methods, order and meaning as the Rust `MailboxStore` trait (contract.md §5).
+ * The mailbox store: same methods, order and meaning as the Rust `MailboxStore` trait of upstream Awaken.
  * Every timestamp is Unix milliseconds supplied by the caller; the store never reads the clock for state
  * transitions. Invalid arguments throw `StorageError` kind `Validation` before anything is touched.
  */

@@ -1,11 +1,11 @@
 /**
- * The field effects of every dispatch transition (contract.md §2.6), as pure functions from the current
- * record to the next one. The store checks the preconditions (status, token, epoch), validates the result
+ * The field effects of every dispatch transition (the in-memory reference semantics), as pure functions from
+ * the current record to the next one. The store checks the preconditions (status, token, epoch), validates the result
  * with `validateForPersist` and only then commits it, so a failed transition leaves nothing changed.
  */
 import type { RunDispatch, RunDispatchResult } from '../contract/types.js';
 
-/** The exact `last_error` reasons of the reference store (contract.md §5). */
+/** The exact `last_error` reasons of the reference store (the same texts as upstream's in-memory store). */
 export const REASON = {
   queuedByEpoch: 'queued dispatch superseded by newer dispatch epoch',
   queuedByInterrupt: 'queued dispatch superseded by interrupt',

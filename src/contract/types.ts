@@ -1,6 +1,6 @@
 /**
  * The mailbox vocabulary. Data records keep the Rust field names (snake_case) so that their JSON is the
- * upstream wire format (contract.md §4).
+ * upstream Awaken wire format.
  */
 
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
@@ -69,7 +69,10 @@ export interface RunDispatch {
   updated_at: number;
 }
 
-/** What callers may pass to `enqueue`: optional fields may be omitted (they default to null / §2.2 defaults). */
+/**
+ * What callers may pass to `enqueue`: optional fields may be omitted (they default to null, or priority 128,
+ * max_attempts 5, status Queued, available_at = created_at).
+ */
 export type RunDispatchInput = Pick<RunDispatch, 'dispatch_id' | 'thread_id' | 'run_id' | 'created_at'> &
   Partial<Omit<RunDispatch, 'dispatch_id' | 'thread_id' | 'run_id' | 'created_at'>>;
 

@@ -1,5 +1,5 @@
 /**
- * The ONE module that builds Redis key names (design.md §3 item 5). `lua/prelude.lua` derives the same
+ * The ONE module that builds Redis key names. `lua/prelude.lua` derives the same
  * names from the prefix (see lua/README.md); `test/redis/keys.test.ts` checks the two agree.
  *
  * Layout: every key of a namespace starts with `awaken:{<namespace>}:` (or `awaken:{@default}:` without a
@@ -11,7 +11,7 @@
 import { StorageError } from '../contract/errors.js';
 import type { RunDispatchStatus } from '../contract/types.js';
 
-/** Letters, digits, `_` and `-` (design.md §2). */
+/** Letters, digits, `_` and `-`: safe in Redis keys, JetStream stream names and NATS subject tokens. */
 export const NAMESPACE_PATTERN = /^[A-Za-z0-9_-]+$/;
 export const MAX_NAMESPACE_LENGTH = 64;
 /** Hash tag used when no namespace is configured. */
@@ -44,7 +44,7 @@ export interface RedisKeys {
    * Set: Queued dispatches of the thread known to carry an older epoch than the thread. The scripts never
    * produce one (interrupt supersedes every Queued dispatch, enqueue stamps the current epoch); whoever
    * writes records outside them (imports, repairs, the conformance `plant` hook) lists such ids here, and
-   * the next claim of the thread supersedes them (contract.md §5.2 step 2).
+   * the next claim of the thread supersedes them (whatever the claim's limit, as the memory store does).
    */
   staleQueued(threadId: string): string;
 

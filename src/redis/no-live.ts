@@ -1,6 +1,6 @@
 /**
- * The live half of a store configured without NATS (contract.md §3 trait defaults): arguments are still
- * validated, deliveries answer `NoSubscriber`, channels are empty streams that end at once.
+ * The live half of a store configured without NATS (what the Rust trait's default methods do): arguments are
+ * still validated, deliveries answer `NoSubscriber`, channels are empty streams that end at once.
  */
 import * as args from '../contract/args.js';
 import type {
