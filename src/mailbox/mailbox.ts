@@ -19,6 +19,8 @@ import {
   type HandBackMailboxStore,
 } from '../contract/fused.js';
 import { queuedDispatch } from '../contract/helpers.js';
+import { isDeadLetterStore, type RequeueDeadLetterOptions } from '../contract/dead-letters.js';
+import { autoInstrumentMailbox } from '../metrics/mailbox-metrics.js';
 import type { MailboxStore } from '../contract/store.js';
 import type { DispatchSignalEntry, Message, RunDispatch, ToolCallResume } from '../contract/types.js';
 import { silentLogger } from '../util/logger.js';
@@ -167,6 +169,8 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
             },
       releaseLostClaim: (ref, token) => this.#releaseLostClaim(ref, token),
     };
+    // Metrics (src/metrics): only when an OpenTelemetry SDK is installed; otherwise nothing changes.
+    autoInstrumentMailbox(this);
   }
 
   /** Number of runs executing on this node right now. */
@@ -364,6 +368,21 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
     if (byThread.length > 0) return byThread;
     const store = this.#store;
     return isHandBackStore(store) ? store.listClaimedByRunId(id, CANCEL_LOOKUP_LIMIT) : [];
+  }
+
+  /**
+   * Put a dead-lettered dispatch back in the queue (the store's `requeueDeadLetter`: Queued now, at its
+   * thread's current epoch, signalled; `resetAttempts` gives it its full max_attempts again) and try its thread
+   * here. Refused with `AlreadyExists` when a live dispatch holds its dedupe key, `Validation` when it is not
+   * dead, `NotFound` when it does not exist. Needs a store with the dead-letter additions (both built-in ones).
+   */
+  async retryDeadLetter(dispatchId: string, options?: RequeueDeadLetterOptions): Promise<RunDispatch> {
+    this.#assertOpen();
+    const store = this.#store;
+    if (!isDeadLetterStore(store)) throw StorageError.validation('the store has no dead-letter operations');
+    const requeued = await store.requeueDeadLetter(dispatchId, Date.now(), options);
+    if (this.#workers.isIdle(requeued.thread_id)) this.#kick(requeued.thread_id);
+    return requeued;
   }
 
   /** §13 H: a tool-call decision to the run of `dispatchId` (or a run id known here); no durable fallback. */

@@ -50,7 +50,9 @@ describe('metrics: redis store, SDK installed globally', () => {
       executor: async () => ({ kind: 'completed' }),
       config: { sweepIntervalMs: 3_600_000, gcIntervalMs: 3_600_000, signalFetchExpiresMs: 100 },
     });
-    instrumentMailbox(mailbox);
+    // The Mailbox instrumented itself too (its stop() is wrapped to remove its gauge).
+    expect(Object.hasOwn(mailbox, 'stop')).toBe(true);
+    expect(instrumentMailbox(mailbox)).toBe(true);
     let completed = 0;
     mailbox.on('completed', () => completed++);
     await mailbox.start();
