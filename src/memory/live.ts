@@ -1,5 +1,5 @@
 /**
- * In-process live steering (contract.md §7, memory semantics): one consumer per exact key, thread-level
+ * In-process live steering (memory semantics): one consumer per exact key, thread-level
  * (`thread:<t>`) or targeted (`thread:<t>:run:<r>[:dispatch:<d>]`). Keys are JSON-encoded tuples, so ids
  * containing ':' (scoped ids) or any other character can never collide, and a thread-level key never equals
  * a targeted one.

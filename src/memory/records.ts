@@ -17,7 +17,7 @@ export function compareIds(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/** Claim and list order (contract.md §6.1): priority, created_at, then dispatch_id (design.md §3). */
+/** Claim and list order: priority (0 first), created_at, then dispatch_id. */
 export function compareQueueOrder(a: RunDispatch, b: RunDispatch): number {
   return a.priority - b.priority || a.created_at - b.created_at || compareIds(a.dispatch_id, b.dispatch_id);
 }

@@ -1,5 +1,5 @@
 /**
- * When each Queued dispatch is owed a republished signal (design.md §3 item 3): at
+ * When each Queued dispatch is owed a republished signal (so a lost signal never strands work): at
  * `max(available_at, last signal + republishAfterMs)`. The store schedules a dispatch when it enters Queued
  * (and signals it then), unschedules it when it leaves Queued, and the sweeper takes what is due. Only
  * Queued dispatches are ever scheduled, so the schedule is bounded by the Queued count.

@@ -1,5 +1,5 @@
 /**
- * In-process dispatch signals with JetStream work-queue semantics (contract.md §8, upstream-nats.md §2):
+ * In-process dispatch signals with JetStream work-queue semantics:
  * every signal goes to exactly one puller; a delivered signal stays "in flight" until its receipt acks it;
  * `nack` redelivers at once, `nackWithDelay(ms)` no earlier than `ms` from now, and a signal nobody settled
  * within the ack wait is redelivered. `redeliveryAttempts()` is the delivery count (1 on first delivery).

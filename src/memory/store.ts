@@ -1,6 +1,7 @@
 /**
- * `MemoryMailboxStore`: the in-process store with the reference semantics (contract.md §2.6, §5, §6 and
- * design.md §3), in-process dispatch signals and an in-process live channel.
+ * `MemoryMailboxStore`: the in-process store with the reference semantics (upstream's in-memory store, plus
+ * this package's decisions: duplicate ids are `AlreadyExists`, blank ids `Validation`, ties break on
+ * dispatch_id), in-process dispatch signals and an in-process live channel.
  *
  * Atomicity: every method validates its arguments first (`args.*`) and then reads and writes the state
  * synchronously, with no `await` in between, so each call is one indivisible step even under many
@@ -263,7 +264,7 @@ export class MemoryMailboxStore
       return null;
     }
     if (thread.size('Claimed') > 0) return null;
-    // available_at is ignored: this is the inline claim by id (contract.md §5.3).
+    // available_at is ignored: this is the inline claim by id (a foreground submit runs its dispatch now).
     return this.#commit(d, tx.claimed(d, token, consumer, leaseUntil, now));
   }
 
@@ -498,7 +499,8 @@ export class MemoryMailboxStore
     const queued = [...(thread.list('Queued')?.values() ?? [])].filter((d) => d.dispatch_epoch <= old);
     const next = queued.map((d) => tx.superseded(d, now, null, REASON.queuedByInterrupt));
     next.forEach((d) => validateForPersist(d));
-    // The active claim is not modified: it is now stale and terminalized lazily (contract.md §6.2).
+    // The active claim is not modified: it is now stale and superseded by the next call that touches it
+    // (ack, nack, renewal, start, result, lease expiry); until then it still holds the thread.
     const active = thread.list('Claimed')?.first() ?? null;
     thread.epoch = old + 1;
     this.#table.markMaybeDrained(threadKey);
@@ -582,7 +584,7 @@ export class MemoryMailboxStore
     const max = args.bounded('limit', limit, args.MAX_BATCH);
     this.#assertOpen();
     if (max === 0) return [];
-    // Oldest lease first; stale claims count against the limit (contract.md §5.18).
+    // Oldest lease first; stale claims count against the limit (they are superseded, not returned).
     const expired = this.#table.leases.takeWhile((d) => (d.lease_until ?? 0) < now, max);
     const next = expired.map((d) => {
       const current = this.#epochOf(d.thread_id);
@@ -605,7 +607,7 @@ export class MemoryMailboxStore
     const doomed = this.#table.terminal.takeWhile((d) => d.updated_at < olderThan);
     for (const d of doomed) this.#table.remove(d);
     this.#signals?.discard(doomed.map((d) => d.dispatch_id));
-    // Epoch GC: threads left without any record forget their epoch (memory semantics, contract.md §5.19).
+    // Epoch GC: threads left without any record forget their epoch (memory semantics).
     this.#table.dropDrainedThreads();
     return doomed.length;
   }
@@ -726,7 +728,8 @@ export class MemoryMailboxStore
   /**
    * Test hook: store `record` verbatim (validated with `validateForPersist`, no epoch stamping, no
    * normalization), e.g. to plant a stale-epoch Queued dispatch that the public API cannot produce
-   * (contract.md §6.2). A thread without state gets it at epoch 0. Existing id → `AlreadyExists(<id>)`.
+   * (the next claim of its thread supersedes it). A thread without state gets it at epoch 0. Existing id →
+   * `AlreadyExists(<id>)`.
    */
   async plantRecord(record: RunDispatch): Promise<void> {
     let d: RunDispatch;
@@ -811,7 +814,7 @@ export class MemoryMailboxStore
     return d;
   }
 
-  /** Supersede the thread's stale-epoch Queued dispatches (contract.md §5.2 step 2). */
+  /** Supersede the thread's stale-epoch Queued dispatches (every claim does this first). */
   #supersedeStaleQueued(thread: ThreadState, now: number): void {
     if (thread.staleQueued.size === 0) return;
     for (const id of [...thread.staleQueued]) {

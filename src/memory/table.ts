@@ -1,6 +1,6 @@
 /**
  * The memory store's state: every record by id plus the indexes that keep each operation off a global scan
- * (contract.md §11 item 2, mirrored in memory):
+ * (the same indexes the Redis store keeps):
  * - per thread: epoch, record count, one ordered set per status (list_dispatches), the Queued dispatches
  *   split into `ready` (queue order) and `waiting` (by available_at; promoted by claim), the dedupe keys of
  *   non-terminal holders and any stale-epoch Queued dispatch;
@@ -137,7 +137,7 @@ export class DispatchTable {
     if (t !== undefined && t.records <= 0) this.#drained.add(threadId);
   }
 
-  /** Purge GC (contract.md §5.19): forget the epoch state of every thread left without records. */
+  /** Purge GC: forget the epoch state of every thread left without records (a later enqueue starts at 0). */
   dropDrainedThreads(): void {
     for (const threadId of this.#drained) {
       const t = this.#threads.get(threadId);

@@ -1,5 +1,5 @@
 /**
- * `RedisMailboxStore`: the MailboxStore of record on Redis (design.md §3 items 1, 3, 5, 6).
+ * `RedisMailboxStore`: the MailboxStore of record on Redis.
  *
  * Every public method validates its arguments first (`args.*`), then makes ONE round trip: one EVALSHA of
  * a Lua script for every mutation and multi-key read, one plain command for single-key reads. Every
@@ -744,9 +744,9 @@ export class RedisMailboxStore
   }
 
   /**
-   * The sweeper's query (design.md §3 item 3): up to `limit` Queued dispatches with available_at <= now
-   * whose last signal is older than the republish delay are marked signalled at `now` (next due at
-   * `now + republishAfterMs`) and returned; with Redis Streams the same script XADDs their signals.
+   * The sweeper's query (so a lost signal never strands work): up to `limit` Queued dispatches with
+   * available_at <= now whose last signal is older than the republish delay are marked signalled at `now`
+   * (next due at `now + republishAfterMs`) and returned; with Redis Streams the same script XADDs their signals.
    */
   async sweepDueSignals(now: number, republishAfterMs: number, limit: number): Promise<SignalRef[]> {
     args.u64('now', now);
