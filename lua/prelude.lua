@@ -145,7 +145,7 @@ local function flat(r)
   return out
 end
 
--- validate_for_persist plus field types (contract.md §2.2), so no script transitions a corrupt record.
+-- validate_for_persist plus field types (the persist invariants), so no script transitions a corrupt record.
 -- (Node decodes every record it returns with the full codec; here `termination` only needs to look like
 -- a tagged JSON object.)
 local function check(r, id)
@@ -396,7 +396,7 @@ local function claim_updates(consumer, token, now_s, lease_s, instance)
   return u
 end
 
--- claim (contract.md §5.2) of up to `limit` dispatches of thread `t`; `keys` = the thread's ready,
+-- claim of up to `limit` dispatches of thread `t`; `keys` = the thread's ready,
 -- waiting, Claimed-set and stale-Queued-set keys (passed in KEYS by the caller). Returns the claimed
 -- records, already written, in claim order. With `instance`, each claimed record is also started
 -- (record_dispatch_start) in the same write.
@@ -405,7 +405,7 @@ local function claim_thread(t, consumer, token, now_s, lease_s, limit, keys, ins
   local now = tonumber(now_s)
   local current = thread_epoch(t)
   -- Stale Queued dispatches listed for the thread are superseded first, whatever the limit, their
-  -- availability or the thread's claims (contract.md §5.2 step 2). Entries that are no longer Queued and
+  -- availability or the thread's claims (as the memory store does). Entries that are no longer Queued and
   -- stale are simply forgotten.
   preflight()
   local listed = redis.call('SMEMBERS', stale_set)
@@ -458,7 +458,7 @@ local function claim_thread(t, consumer, token, now_s, lease_s, limit, keys, ins
   return chosen
 end
 
--- claim_dispatch (contract.md §5.3): the claimed record, or nil. available_at is ignored (inline claim).
+-- claim_dispatch: the claimed record, or nil. available_at is ignored (inline claim by id).
 local function claim_by_id(id, consumer, token, now_s, lease_s, instance)
   local r = load(id)
   if r == nil then return nil end
