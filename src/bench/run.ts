@@ -376,7 +376,7 @@ export async function runBench(opts: BenchOptions, io: BenchIO): Promise<BenchRe
     }
 
     /**
-     * Interrupt the thread of a held run through the Mailbox API (§13 G: bump the epoch, supersede queued work,
+     * Interrupt the thread of a held run through the Mailbox API (bump the epoch, supersede queued work,
      * Cancel the active run on whichever node runs it) and time until the claim is released — seen as the owning
      * node's terminal event for the dispatch, or in the record, whichever comes first. Without a live channel
      * (no NATS) the Cancel cannot be delivered and the release comes from the node's next lease renewal.

@@ -1,4 +1,4 @@
-/** Backoff formulas of contract.md §10. */
+/** Backoff formulas of the Awaken server's mailbox. */
 
 /**
  * Delay before retrying a transient run failure: `min(base × 2^min(max(attempt_count − 1, 0), 6), max)`, where

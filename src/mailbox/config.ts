@@ -1,5 +1,5 @@
 /**
- * Mailbox service configuration: the server defaults of contract.md §10, each overridable, validated with zod.
+ * Mailbox service configuration: the Awaken server's defaults, each overridable, validated with zod.
  * Bad input → `ConfigError` (kind `Validation`) naming the field (`config.<field>: ...`).
  */
 import { z } from 'zod';
@@ -12,9 +12,9 @@ export const MAX_TIMER_MS = 2_147_483_647;
 
 /** awaken-server's INLINE_CLAIM_GUARD_MS: keeps thread scanners away from a dispatch about to be claimed by id. */
 export const INLINE_CLAIM_GUARD_MS = 60_000;
-/** Reclaim / recovery batch (contract.md §10). */
+/** Reclaim / recovery batch (the Awaken server's). */
 export const RECLAIM_BATCH = 100;
-/** Sleep after a failed signal pull (contract.md §10). */
+/** Sleep after a failed signal pull (the Awaken server's). */
 export const PULL_ERROR_SLEEP_MS = 250;
 
 export const DEFAULT_MAILBOX_CONFIG: Readonly<MailboxConfig> = Object.freeze({

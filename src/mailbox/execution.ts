@@ -1,8 +1,8 @@
 /**
- * Executing one claimed dispatch (contract.md §13 B): pre-start check, `recordDispatchStart`, the executor with
- * its AbortSignal and live commands, `recordRunResult`, then ack / nack with backoff / dead-letter by outcome,
- * with the ack-failure recovery of §13 B.7. Every store error is logged, never thrown: the claim's lease and the
- * sweep are the safety net.
+ * Executing one claimed dispatch, as the Awaken server does: pre-start check, `recordDispatchStart`, the
+ * executor with its AbortSignal and live commands, `recordRunResult`, then ack / nack with backoff /
+ * dead-letter by outcome, with the ack-failure recovery (`ack` below). Every store error is logged, never
+ * thrown: the claim's lease and the sweep are the safety net.
  *
  * With a `FusedMailboxStore` (src/contract/fused.ts) the claim already recorded the start in the same atomic
  * step (`claimAndStart` / `claimDispatchAndStart`, see `PreStarted`), and a completed run records its result
@@ -183,7 +183,7 @@ function warnNoLive(deps: ExecutionDeps, run: ActiveRun, err: unknown): void {
   });
 }
 
-/** §13 B.1–2: the claim must still be ours and current; a stale one is superseded. */
+/** Before starting: the claim must still be ours and current; a stale one is superseded. */
 async function preStartCheck(deps: ExecutionDeps, run: ActiveRun): Promise<boolean> {
   const { store, logger } = deps;
   const d = run.dispatch;
@@ -369,7 +369,7 @@ async function settleSequential(
  * A completed run on a fused store: result + ack in one call. A `VersionConflict` can only come from the
  * result step (the claim was superseded or lost): reconcile, as the sequential path does. Any other failure
  * leaves it unknown whether the call committed (lost reply): read the record, report an ack that did
- * commit, and otherwise fall back to the sequential writes with their own §13 B.7 recovery.
+ * commit, and otherwise fall back to the sequential writes with their own ack-failure recovery.
  */
 async function completeFused(
   deps: ExecutionDeps,
@@ -459,7 +459,8 @@ async function ack(
   } catch (err) {
     logger.warn?.('ack failed; checking the dispatch', { ...run.label, error: errorMessage(err) });
   }
-  // §13 B.7: the ack may have committed (lost reply), or the claim may still be ours and worth a second try.
+  // Ack-failure recovery: the ack may have committed (lost reply), or the claim may still be ours and worth a
+  // second try.
   const loaded = await load(deps, run);
   if (!loaded) return;
   if (loaded.status === 'Acked') {

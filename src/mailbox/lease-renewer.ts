@@ -1,5 +1,5 @@
 /**
- * Lease renewal for one claimed dispatch (contract.md §13 C), with fencing: every `intervalMs` (no immediate
+ * Lease renewal for one claimed dispatch, with fencing: every `intervalMs` (no immediate
  * first tick) `extendLease(id, token, waiting ? suspendedLeaseMs : leaseMs, now)`.
  *
  * - `false` means the claim is gone (expired and reclaimed, superseded, or acked elsewhere): the run is

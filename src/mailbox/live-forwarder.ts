@@ -1,5 +1,5 @@
 /**
- * The runtime forwarder of contract.md §7 / upstream-nats.md §6.5, for one run: reads the run's live channel and
+ * The runtime forwarder (as upstream Awaken runs it), for one run: reads the run's live channel and
  * - `Cancel` → abort the run (`onCancel`, which finds out whether the cancel stands for an interrupt), ack,
  *   stop forwarding;
  * - `Messages` / `Decision` / `PendingBoundaryWake` → into the run's inbox (the executor acks once it accepted

@@ -1,6 +1,6 @@
 /**
- * The dispatch-signal loop (contract.md §13 I, upstream-nats.md §2.6): pull up to `batchSize` signals waiting at
- * most `fetchExpiresMs`, handle them with at most `maxConcurrentHandlers` in flight (the next pull starts as soon
+ * The dispatch-signal loop, as the Awaken server runs it: pull up to `batchSize` signals waiting at most
+ * `fetchExpiresMs`, handle them with at most `maxConcurrentHandlers` in flight (the next pull starts as soon
  * as every entry of the batch has a handler slot), and sleep 250 ms after a failed pull. Entries pulled after
  * `stop()` began are nacked for immediate redelivery to another node.
  *

@@ -1,5 +1,5 @@
 /**
- * Per-thread worker state on this node (contract.md §13 D.3): one run at a time per thread. A worker is Idle,
+ * Per-thread worker state on this node: one run at a time per thread. A worker is Idle,
  * Claiming (a claim call is in flight) or Running (an `ActiveRun`). `recheck` remembers that work was signalled
  * while the worker was busy, so an in-flight claim that found nothing looks once more instead of stranding it.
  */

@@ -126,9 +126,9 @@ export interface MailboxEvents {
 
 /**
  * Messages `sendMessages` could not deliver live. The Mailbox queues a durable dispatch for them with
- * deterministic ids (contract.md §13 D): `dispatchId` = the first message's id (a UUID v7 is assigned to
- * messages without one), `runId` = `durable-msg-<dispatchId>`. The runtime persists `messages` (through
- * `MailboxOptions.messageSink`) and its executor reads them back when that run starts.
+ * deterministic ids, as the Awaken server makes them: `dispatchId` = the first message's id (a UUID v7 is
+ * assigned to messages without one), `runId` = `durable-msg-<dispatchId>`. The runtime persists `messages`
+ * (through `MailboxOptions.messageSink`) and its executor reads them back when that run starts.
  */
 export interface QueuedMessages {
   threadId: string;
@@ -183,7 +183,7 @@ export interface MailboxStopReport {
   stillRunning: LeftBehindRun[];
 }
 
-/** Public surface of the Mailbox service (design.md §6). */
+/** Public surface of the Mailbox service. */
 export interface MailboxApi {
   start(): Promise<void>;
   /**
