@@ -1,5 +1,5 @@
 /**
- * The Mailbox service (design.md §6, contract.md §13): the dispatch loop a runtime plugs its executor into.
+ * The Mailbox service: the dispatch loop a runtime plugs its executor into (after the Awaken server's).
  * Works on any `MailboxStore`. One run at a time per thread on this node; the store's claim guarantees one at a
  * time per thread across nodes; at most `config.concurrency` runs at once on this node. The store is the
  * caller's: `stop()` releases everything of the Mailbox and leaves the store open.
@@ -73,7 +73,7 @@ const LOST_CLAIM_MAX_RETRY_MS = 1_000;
 const CANCEL_LOOKUP_LIMIT = 10;
 const ACTIVE_RUN_CONFLICT = 'thread has an active run; cannot claim inline';
 
-/** Result of `try_dispatch_next` (contract.md §13 D.3), plus `Stopping` while `stop()` runs. */
+/** Result of `#tryDispatchNext` (the server's `try_dispatch_next`), plus `Stopping` while `stop()` runs. */
 type TryResult =
   | { kind: 'Claimed'; dispatch: RunDispatch }
   | { kind: 'Busy' }
@@ -179,7 +179,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
   }
 
   /**
-   * Startup recovery (§13 L: reclaim expired leases, then try every thread with queued work), then the signal
+   * Startup recovery (reclaim expired leases, then try every thread with queued work), then the signal
    * loop (or the idle poll when the store has no signals), sweep and GC. A recovery error rejects and leaves the
    * Mailbox unstarted, so `start()` may be called again.
    */
@@ -227,7 +227,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
     });
   }
 
-  /** Foreground (§13 A): interrupt the thread, wait for its active run to release, enqueue, claim by id, run. */
+  /** Foreground: interrupt the thread, wait for its active run to release, enqueue, claim by id, run. */
   submit(req: SubmitRequest): Promise<SubmitResult> {
     if (this.#closing) return Promise.reject(new MailboxStoppedError());
     return this.#track(this.#submit(req));
@@ -280,7 +280,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
     throw StorageError.validation(ACTIVE_RUN_CONFLICT);
   }
 
-  /** Background (§13 D): enqueue, then run it now if this node's worker for the thread is idle. */
+  /** Background: enqueue, then run it now if this node's worker for the thread is idle. */
   submitBackground(req: SubmitRequest): Promise<SubmitResult> {
     if (this.#closing) return Promise.reject(new MailboxStoppedError());
     return this.#track(this.#submitBackground(req));
@@ -309,7 +309,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
     return { dispatchId: r.dispatchId, runId: r.runId, status };
   }
 
-  /** §13 G: bump the epoch, supersede queued work, cancel the active run (locally or live). No waiting. */
+  /** Bump the thread's epoch, supersede its queued work, cancel its active run (locally or live). No wait. */
   async interrupt(
     threadId: string,
   ): Promise<{ newDispatchEpoch: number; supersededCount: number; activeCancelled: boolean }> {
@@ -332,7 +332,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
   }
 
   /**
-   * §13 F. `id` may be a dispatch id, a thread id, or a run id, of work on any node. Queued → Cancelled; running
+   * `id` may be a dispatch id, a thread id, or a run id, of work on any node. Queued → Cancelled; running
    * here → aborted; claimed elsewhere → live Cancel to its exact target (run ids of other nodes' runs are
    * found through the store's claimed dispatches, with a `HandBackMailboxStore`). A Queued dispatch is only
    * found by its dispatch id, or by a run id submitted on this node.
@@ -385,7 +385,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
     return requeued;
   }
 
-  /** §13 H: a tool-call decision to the run of `dispatchId` (or a run id known here); no durable fallback. */
+  /** A tool-call decision to the run of `dispatchId` (or a run id known here); no durable fallback. */
   async sendDecision(dispatchId: string, toolCallId: string, resume: ToolCallResume): Promise<boolean> {
     this.#assertOpen();
     args.id('dispatchId', dispatchId);
@@ -399,7 +399,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
   }
 
   /**
-   * §13 E: live to the thread's running run (on this node, else its claimed dispatch's exact target) when it
+   * Live to the thread's running run (on this node, else its claimed dispatch's exact target) when it
    * accepts them; otherwise a durable dispatch (see `QueuedMessages`). `opts.runId` restricts live delivery to
    * that run. Delivery is at-least-once.
    */
@@ -511,7 +511,10 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
     }
   }
 
-  /** §13 D.3, with a re-check when work was signalled while the claim was in flight. */
+  /**
+   * Claim and start the thread's next dispatch when this node's worker for it is idle, with a re-check when
+   * work was signalled while the claim was in flight.
+   */
   async #tryDispatchNext(threadId: string): Promise<TryResult> {
     if (this.#closing) return { kind: 'Stopping' };
     const worker = this.#workers.ensure(threadId);
@@ -647,7 +650,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
     }
   }
 
-  /** The inline claim by id (§13 A), fused with the start like `#claimNext`. */
+  /** The inline claim by id of a foreground submit, fused with the start like `#claimNext`. */
   async #claimById(dispatchId: string): Promise<Claim | null> {
     const store = this.#store;
     const { leaseMs } = this.config;
@@ -711,8 +714,8 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
   }
 
   /**
-   * §13 B.8: release the worker, close the run's channels, and run the thread's next dispatch: the one the
-   * completion already claimed (`next`), else whatever a new claim finds.
+   * After a run: release the worker, close the run's channels, and run the thread's next dispatch: the one
+   * the completion already claimed (`next`), else whatever a new claim finds.
    */
   async #finish(worker: ThreadWorker, run: ActiveRun, next: Claim | null): Promise<void> {
     await run.close();
@@ -736,7 +739,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
     try {
       details = await this.#store.interruptDetailed(threadId, Date.now());
     } catch (err) {
-      // §13 A.2: without the interrupt, at least stop our own run of the thread; otherwise give up.
+      // Without the interrupt, at least stop our own run of the thread; otherwise give up.
       const local = this.#workers.get(threadId)?.run;
       if (!local) throw err;
       this.#logger.warn?.('interrupt failed; cancelling the local run', {
@@ -787,7 +790,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
     }
   }
 
-  /** §13 A.6: the inline claim lost to another run; cancel our dispatch so it never runs later. */
+  /** A foreground submit's inline claim lost to another run; cancel our dispatch so it never runs later. */
   async #cancelUnclaimed(dispatchId: string): Promise<void> {
     try {
       const cancelled = await this.#store.cancel(dispatchId, Date.now());
@@ -842,7 +845,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
     if (this.#workers.isIdle(threadId)) this.#kick(threadId);
   }
 
-  /** §13 I, per signal entry. */
+  /** One signal entry: try its thread, then ack, nack, or nack with a capped-backoff delay by the outcome. */
   async #handleSignal(entry: DispatchSignalEntry): Promise<void> {
     const { receipt } = entry;
     const attempts = receipt.redeliveryAttempts();
@@ -912,7 +915,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
     worker.wakeTimer.unref();
   }
 
-  /** §13 L. */
+  /** Startup recovery: reclaim expired leases, then try every thread with queued work. */
   async #recover(): Promise<void> {
     await this.#reclaimExpired();
     const threads = await this.#store.queuedThreadIds();
@@ -921,7 +924,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
     });
   }
 
-  /** §13 J (sweep) and the first step of §13 L: requeued dispatches are tried at once. */
+  /** The sweep (and the first step of recovery): reclaim expired leases; requeued dispatches run at once. */
   async #reclaimExpired(): Promise<void> {
     for (let page = 0; page < MAX_RECLAIM_PAGES && !this.#closing; page++) {
       const reclaimed = await this.#store.reclaimExpiredLeases(Date.now(), RECLAIM_BATCH);
@@ -956,7 +959,10 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
     });
   }
 
-  /** §13 K. Workers are plain local state, so idle ones are dropped without asking the store. */
+  /**
+   * GC: purge terminal records older than `gcTtlMs`. Workers are plain local state, so idle ones are dropped
+   * without asking the store.
+   */
   async #gc(): Promise<void> {
     const cutoff = Date.now() - this.config.gcTtlMs;
     if (cutoff > 0) {
