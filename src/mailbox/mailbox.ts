@@ -24,6 +24,7 @@ import { autoInstrumentMailbox } from '../metrics/mailbox-metrics.js';
 import type { MailboxStore } from '../contract/store.js';
 import type { DispatchSignalEntry, Message, RunDispatch, ToolCallResume } from '../contract/types.js';
 import { silentLogger } from '../util/logger.js';
+import { OutageLog } from '../util/outage-log.js';
 import type { Logger } from '../util/logger.js';
 import { ActiveRun, type LiveCancelReason } from './active-run.js';
 import { signalNackDelayMs } from './backoff.js';
@@ -96,6 +97,8 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
   readonly config: MailboxConfig;
   readonly #store: MailboxStore;
   readonly #logger: Logger;
+  /** Failure logging of the periodic tasks (`#guard`), one `OutageLog` per task. */
+  readonly #taskOutages = new Map<string, OutageLog>();
   readonly #messageSink: MessageSink | null;
   readonly #deps: ExecutionDeps;
   readonly #workers = new ThreadWorkers();
@@ -470,10 +473,14 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
   }
 
   async #guard(what: string, task: () => Promise<void>): Promise<void> {
+    // One warning per outage of each periodic task (and one line when it recovers), not one per tick.
+    let outage = this.#taskOutages.get(what);
+    if (outage === undefined) this.#taskOutages.set(what, (outage = new OutageLog(this.#logger, what)));
     try {
       await task();
+      outage.succeeded();
     } catch (err) {
-      this.#logger.warn?.(`${what} failed`, { error: errorMessage(err) });
+      outage.failed(err);
     }
   }
 

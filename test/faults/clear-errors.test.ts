@@ -190,6 +190,56 @@ describe('an outage is logged once, and its end once', () => {
     }
   });
 
+  it('a periodic task (the idle poll of a store without signals) failing every tick: one warning, one recovery line', async () => {
+    const memory = new MemoryMailboxStore({ signals: false });
+    let down = false;
+    let failures = 0;
+    const store = new Proxy(memory, {
+      get(target, prop, receiver) {
+        if (prop === 'queuedThreadIds') {
+          return async () => {
+            if (down) {
+              failures++;
+              throw StorageError.io('Redis at 127.0.0.1:6379 is unreachable: connect ECONNREFUSED');
+            }
+            return target.queuedThreadIds();
+          };
+        }
+        const value: unknown = Reflect.get(target, prop, receiver);
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    }) as MailboxStore;
+    const lines: Line[] = [];
+    const mailbox = new Mailbox({
+      store,
+      executor: async () => ({ kind: 'completed' }),
+      logger: recordingLogger(lines),
+      config: { idlePollIntervalMs: 20 },
+    });
+    await mailbox.start();
+    try {
+      down = true;
+      await eventually(() => failures >= 10, 20_000, '10 failed idle polls');
+      const about = (l: Line): boolean => l.msg.startsWith('idle poll');
+      expect(lines.filter(about).map((l) => [l.level, l.msg])).toEqual([
+        ['warn', 'idle poll failing (retrying; logged again when it recovers)'],
+      ]);
+      down = false;
+      await eventually(
+        () => lines.some((l) => l.level === 'info' && l.msg === 'idle poll recovered'),
+        20_000,
+        'the recovery line',
+      );
+      expect(lines.filter(about).map((l) => [l.level, l.msg])).toEqual([
+        ['warn', 'idle poll failing (retrying; logged again when it recovers)'],
+        ['info', 'idle poll recovered'],
+      ]);
+    } finally {
+      await mailbox.stop();
+      await memory.close();
+    }
+  });
+
   it('OutageLog: a reminder at most once per reminder interval while the outage lasts', () => {
     let now = 0;
     const lines: Line[] = [];
