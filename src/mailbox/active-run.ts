@@ -5,7 +5,7 @@
 import type { LiveRunCommandStream, RunDispatch } from '../contract/types.js';
 import type { Logger } from '../util/logger.js';
 import { CommandInbox } from './command-inbox.js';
-import { RunAbortedError, abortReasonOf, errorMessage } from './errors.js';
+import { RunAbortedError, errorMessage } from './errors.js';
 import type { AbortReason } from './errors.js';
 import { forwardLiveCommands } from './live-forwarder.js';
 import type { LeaseRenewer } from './lease-renewer.js';
@@ -20,7 +20,12 @@ export class ActiveRun {
   readonly dispatch: RunDispatch;
   readonly claimToken: string;
   readonly inbox = new CommandInbox();
-  readonly #controller = new AbortController();
+  /**
+   * Made on first use of `signal` (an executor that never looks at it costs no AbortController); `#aborted`
+   * holds the reason either way.
+   */
+  #controller: AbortController | null = null;
+  #aborted: RunAbortedError | null = null;
   readonly #logger: Logger;
   readonly #liveCancelReason: LiveCancelReason;
   #stream: LiveRunCommandStream | null = null;
@@ -40,11 +45,19 @@ export class ActiveRun {
   }
 
   get signal(): AbortSignal {
+    if (this.#controller === null) {
+      this.#controller = new AbortController();
+      if (this.#aborted !== null) this.#controller.abort(this.#aborted);
+    }
     return this.#controller.signal;
   }
 
+  get aborted(): boolean {
+    return this.#aborted !== null;
+  }
+
   get abortReason(): AbortReason | null {
-    return abortReasonOf(this.#controller.signal);
+    return this.#aborted?.reason ?? null;
   }
 
   get label(): Record<string, unknown> {
@@ -57,8 +70,9 @@ export class ActiveRun {
 
   /** Abort once; the first reason wins. True when this call aborted the run. */
   abort(reason: AbortReason): boolean {
-    if (this.#controller.signal.aborted || this.phase === 'done') return false;
-    this.#controller.abort(new RunAbortedError(reason));
+    if (this.#aborted !== null || this.phase === 'done') return false;
+    this.#aborted = new RunAbortedError(reason);
+    this.#controller?.abort(this.#aborted);
     return true;
   }
 
@@ -70,7 +84,7 @@ export class ActiveRun {
 
   /** A live `Cancel` arrived: abort with the reason it stands for (cancel, or interrupt). */
   async #onLiveCancel(): Promise<void> {
-    if (this.#controller.signal.aborted || this.phase === 'done') return;
+    if (this.#aborted !== null || this.phase === 'done') return;
     let reason: AbortReason = 'cancel';
     try {
       reason = await this.#liveCancelReason(this);

@@ -19,12 +19,22 @@ export class CommandInbox implements AsyncIterable<LiveRunCommandEntry> {
   readonly #waiters: ((result: IteratorResult<LiveRunCommandEntry>) => void)[] = [];
   #closed = false;
   #reading = false;
-  readonly closed: Promise<void>;
-  #resolveClosed!: () => void;
+  /** Made on first use (local deliveries only): most runs never need it. */
+  #closedPromise: Promise<void> | null = null;
+  #resolveClosed: (() => void) | null = null;
 
   constructor(capacity = DEFAULT_INBOX_CAPACITY) {
     this.#capacity = capacity;
-    this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
+  }
+
+  /** Resolves once the inbox is closed. */
+  get closed(): Promise<void> {
+    if (this.#closedPromise === null) {
+      this.#closedPromise = this.#closed
+        ? Promise.resolve()
+        : new Promise((resolve) => (this.#resolveClosed = resolve));
+    }
+    return this.#closedPromise;
   }
 
   get isClosed(): boolean {
@@ -57,7 +67,7 @@ export class CommandInbox implements AsyncIterable<LiveRunCommandEntry> {
     this.#closed = true;
     this.#buffer.length = 0;
     for (const waiter of this.#waiters.splice(0)) waiter({ value: undefined, done: true });
-    this.#resolveClosed();
+    this.#resolveClosed?.();
   }
 
   [Symbol.asyncIterator](): AsyncIterator<LiveRunCommandEntry> {

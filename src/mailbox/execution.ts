@@ -228,12 +228,15 @@ async function runExecutor(
   started: RunDispatch,
   instanceId: string,
 ): Promise<Settlement> {
-  if (run.signal.aborted) return afterAbort(run, null);
+  if (run.aborted) return afterAbort(run, null);
   const ctx: ExecutorContext = Object.freeze({
     dispatch: started,
     instanceId,
     attempt: started.attempt_count + 1,
-    signal: run.signal,
+    // A getter: the AbortController is only made for executors that look at their signal.
+    get signal() {
+      return run.signal;
+    },
     commands: run.inbox,
     setWaiting: (waiting: boolean) => run.setWaiting(waiting),
   });
@@ -241,12 +244,12 @@ async function runExecutor(
   try {
     outcome = await deps.executor(ctx);
   } catch (err) {
-    if (run.signal.aborted) return afterAbort(run, null);
+    if (run.aborted) return afterAbort(run, null);
     if (isPermanentError(err)) return { kind: 'fail', error: errorMessage(err) };
     return { kind: 'retry', error: errorMessage(err) };
   }
   const settlement = fromOutcome(outcome);
-  return run.signal.aborted ? afterAbort(run, settlement) : settlement;
+  return run.aborted ? afterAbort(run, settlement) : settlement;
 }
 
 /**
