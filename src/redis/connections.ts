@@ -4,8 +4,9 @@
  * line when the connection is back, and never let a secret reach a message.
  */
 import type { NatsConnection } from '@nats-io/nats-core';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import type { RedisOptions } from 'ioredis';
+import { ownedClusterOptions } from './cluster.js';
 import { closeSocketsOnFailure } from '../util/close-sockets-on-failure.js';
 import type { Logger } from '../util/logger.js';
 import { OutageLog } from '../util/outage-log.js';
@@ -18,7 +19,7 @@ import {
   unreachableError,
   urlSecrets,
 } from './errors.js';
-import type { ResolvedOptions } from './options.js';
+import { isClusterSeeds, type RedisClusterSeeds, type ResolvedOptions } from './options.js';
 
 /** Connection failures (as opposed to a server that answered with an error, e.g. WRONGPASS). */
 const UNREACHABLE = /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|ECONNRESET|ENOENT|ETIMEDOUT/;
@@ -34,6 +35,7 @@ export function deadline<T>(promise: Promise<T>, ms: number, what: string): Prom
 export function collectSecrets(o: ResolvedOptions): string[] {
   const secrets: string[] = [];
   if (typeof o.redis === 'string') secrets.push(...urlSecrets(o.redis));
+  if (isClusterSeeds(o.redis)) for (const seed of o.redis.cluster) secrets.push(...urlSecrets(seed));
   if (typeof o.nats === 'string') secrets.push(...urlSecrets(o.nats));
   for (const value of [o.redisOptions.password, o.natsOptions.pass, o.natsOptions.token]) {
     if (typeof value === 'string' && value.length > 0) secrets.push(value);
@@ -137,6 +139,74 @@ export async function openOwnedRedis(
   watchConnection(redis, o.logger, secrets, name);
   await connectOrFail(redis, o, secrets, 'redis connect');
   return redis;
+}
+
+/** host/port of a seed URL, and the credentials and TLS it asks for (applied to every node). */
+function seedNode(url: string): {
+  node: { host: string; port: number };
+  auth: { username?: string; password?: string; tls?: Record<string, never> };
+} {
+  const u = new URL(url.includes('://') ? url : `redis://${url}`);
+  const auth: { username?: string; password?: string; tls?: Record<string, never> } = {};
+  if (u.password) {
+    auth.password = decodeURIComponent(u.password);
+    if (u.username) auth.username = decodeURIComponent(u.username);
+  } else if (u.username) {
+    auth.password = decodeURIComponent(u.username);
+  }
+  if (u.protocol === 'rediss:') auth.tls = {};
+  return { node: { host: u.hostname.replace(/^\[|\]$/g, ''), port: u.port ? Number(u.port) : 6379 }, auth };
+}
+
+/**
+ * A Redis Cluster client the store owns: connected (slot map known) within `commandTimeoutMs`, or an `Io`
+ * naming the seeds. Failovers are ridden out (see `ownedClusterOptions`); one warning per outage is logged.
+ */
+export async function openOwnedCluster(
+  seeds: RedisClusterSeeds,
+  o: ResolvedOptions,
+  secrets: readonly string[],
+): Promise<Cluster> {
+  const parsed = seeds.cluster.map(seedNode);
+  const { redisOptions } = o;
+  const cluster = new Cluster(
+    parsed.map((p) => p.node),
+    ownedClusterOptions(o.commandTimeoutMs, {
+      ...parsed[0]?.auth,
+      ...(redisOptions as Record<string, unknown>),
+    }),
+  );
+  const where = redact(seeds.cluster.join(', '), secrets);
+  const outage = new OutageLog(o.logger, 'redis cluster connection', { fields: { seeds: where } });
+  let cause: unknown = null;
+  cluster.on('error', (err: unknown) => {
+    cause ??= err;
+    outage.failed(new Error(redact(err instanceof Error ? err.message : String(err), secrets)));
+  });
+  cluster.on('ready', () => outage.succeeded());
+  try {
+    await deadline(cluster.connect(), o.commandTimeoutMs, 'redis cluster connect');
+  } catch (err) {
+    cluster.disconnect();
+    const why = cause ?? err;
+    throw toIoError(
+      `Redis Cluster at ${where} is unreachable`,
+      why instanceof Error ? why : new Error(String(why)),
+      secrets,
+    );
+  }
+  return cluster;
+}
+
+/** `QUIT` every node of an owned Cluster within the timeout, then drop whatever is left. */
+export async function closeCluster(cluster: Cluster, timeoutMs: number): Promise<void> {
+  try {
+    await deadline(cluster.quit(), timeoutMs, 'redis cluster quit');
+  } catch {
+    // Unreachable nodes: drop the sockets instead of waiting.
+  } finally {
+    cluster.disconnect();
+  }
 }
 
 export async function openNats(

@@ -10,34 +10,65 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import type { Redis } from 'ioredis';
 import { StorageError } from '../contract/errors.js';
 import type { LiveChannel } from '../live/channel.js';
-import { closeRedis, collectSecrets, deadline, openNats, openOwnedRedis } from './connections.js';
+import type { SignalRef } from '../signals/transport.js';
+import { isCluster, type RedisClient } from './cluster.js';
+import {
+  closeCluster,
+  closeRedis,
+  collectSecrets,
+  deadline,
+  openNats,
+  openOwnedCluster,
+  openOwnedRedis,
+} from './connections.js';
 import { redisIoError, toIoError } from './errors.js';
-import { redisKeys } from './keys.js';
+import { partitionKeys, redisKeys } from './keys.js';
 import type { RedisKeys } from './keys.js';
 import { NoLiveChannel } from './no-live.js';
-import { resolveOptions } from './options.js';
+import { isClusterSeeds, resolveOptions } from './options.js';
 import type { CreateMailboxStoreOptions, ResolvedOptions } from './options.js';
+import { PartitionedRedisMailboxStore } from './partitioned-store.js';
 import { ScriptRunner } from './scripts.js';
 import { RedisMailboxStore } from './store.js';
 import type { StoreSignalTransport } from './store.js';
 
 async function openTransport(
   o: ResolvedOptions,
-  keys: RedisKeys,
-  redis: Redis,
+  keys: readonly RedisKeys[],
+  redis: RedisClient,
   nc: NatsConnection | null,
 ): Promise<StoreSignalTransport | null> {
   if (o.signals === 'none') return null;
   if (o.signals === 'jetstream') {
     if (nc === null) throw StorageError.validation("options.signals: 'jetstream' needs options.nats");
     const { createJetStreamSignals } = await import('../signals/jetstream.js');
-    return createJetStreamSignals({ nc, namespace: o.namespace, logger: o.logger });
+    return createJetStreamSignals({
+      nc,
+      namespace: o.namespace,
+      logger: o.logger,
+      replicas: o.jetstreamReplicas,
+    });
   }
   // The transport runs its scripts and acks on the store's connection and opens its own blocking
   // duplicates for XREADGROUP, so blocking reads never hold up store commands.
-  const { createRedisStreamsSignals } = await import('../signals/redis-streams.js');
   const consumerName = `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
-  return createRedisStreamsSignals({ redis, keys, consumerName, logger: o.logger });
+  if (keys.length > 1) {
+    const { createPartitionedStreamsSignals } = await import('../signals/partitioned-streams.js');
+    return createPartitionedStreamsSignals({ redis, partitionKeys: keys, consumerName, logger: o.logger });
+  }
+  const { createRedisStreamsSignals } = await import('../signals/redis-streams.js');
+  return createRedisStreamsSignals({ redis, keys: keys[0] as RedisKeys, consumerName, logger: o.logger });
+}
+
+/** The per-partition stores publish JetStream wake-ups through the shared transport but never close it. */
+function publishOnly(transport: StoreSignalTransport | null): StoreSignalTransport | null {
+  if (transport === null || transport.kind !== 'jetstream') return null;
+  return {
+    kind: transport.kind,
+    publish: (refs: readonly SignalRef[]) => transport.publish(refs),
+    pull: () => Promise.reject(StorageError.io('signals are pulled through the partitioned store')),
+    close: () => Promise.resolve(),
+  };
 }
 
 async function openLive(o: ResolvedOptions, nc: NatsConnection | null): Promise<LiveChannel> {
@@ -52,19 +83,31 @@ async function openLive(o: ResolvedOptions, nc: NatsConnection | null): Promise<
   });
 }
 
+/**
+ * Open the distributed store. With the defaults (one partition, a single Redis server, `async` durability)
+ * this is the single-slot `RedisMailboxStore`; a Redis Cluster, `partitions > 1` or `durability:
+ * 'replicated'` give a `PartitionedRedisMailboxStore` (a subclass, same API).
+ */
 export async function createMailboxStore(options: CreateMailboxStoreOptions): Promise<RedisMailboxStore> {
   const o = resolveOptions(options);
   const keys = redisKeys(o.namespace);
+  const keysOfPartitions = Array.from({ length: o.partitions }, (_, p) =>
+    partitionKeys(o.namespace, p, o.partitions),
+  );
   const secrets = collectSecrets(o);
   /** Owned resources, released in reverse order on failure here or on `close()`. */
   const release: (() => Promise<void>)[] = [];
   let transport: StoreSignalTransport | null = null;
   let live: LiveChannel | null = null;
   try {
-    let redis: Redis;
+    let redis: RedisClient;
     if (typeof o.redis === 'string') {
       const owned = await openOwnedRedis(o.redis, o, secrets, 'main');
       release.push(() => closeRedis(owned, o.commandTimeoutMs));
+      redis = owned;
+    } else if (isClusterSeeds(o.redis)) {
+      const owned = await openOwnedCluster(o.redis, o, secrets);
+      release.push(() => closeCluster(owned, o.commandTimeoutMs));
       redis = owned;
     } else {
       redis = o.redis;
@@ -73,7 +116,7 @@ export async function createMailboxStore(options: CreateMailboxStoreOptions): Pr
     try {
       await deadline(scripts.preload(), o.commandTimeoutMs, 'redis script load');
     } catch (err) {
-      throw redisIoError(redis, err, secrets);
+      throw isCluster(redis) ? toIoError('redis cluster', err, secrets) : redisIoError(redis, err, secrets);
     }
 
     let nc: NatsConnection | null = null;
@@ -87,22 +130,48 @@ export async function createMailboxStore(options: CreateMailboxStoreOptions): Pr
       nc = o.nats;
     }
 
-    transport = await openTransport(o, keys, redis, nc);
+    transport = await openTransport(o, keysOfPartitions, redis, nc);
     live = await openLive(o, nc);
-    const store = new RedisMailboxStore({
-      redis,
+    const common = {
       scripts,
-      keys,
       signals: o.signals,
-      transport,
-      live,
       commandTimeoutMs: o.commandTimeoutMs,
       republishAfterMs: o.republishAfterMs,
       secrets,
       logger: o.logger,
-      release,
-      nats: nc,
-    });
+    };
+    let store: RedisMailboxStore;
+    if (o.partitions === 1 && !isCluster(redis) && o.durability === 'async') {
+      // The default: one partition on one server, exactly the single-slot store.
+      store = new RedisMailboxStore({ ...common, redis, keys, transport, live, release, nats: nc });
+    } else {
+      // The store commands both client kinds share are all the store sends (see src/redis/cluster.ts).
+      const shared = redis as Redis;
+      const partitions = keysOfPartitions.map(
+        (partition) =>
+          new RedisMailboxStore({
+            ...common,
+            redis: shared,
+            keys: partition,
+            transport: publishOnly(transport),
+            live: new NoLiveChannel(),
+            instrument: false,
+          }),
+      );
+      store = new PartitionedRedisMailboxStore({
+        ...common,
+        redis: shared,
+        keys,
+        transport,
+        live,
+        release,
+        nats: nc,
+        client: redis,
+        partitions,
+        partitionKeys: keysOfPartitions,
+        durability: o.durability,
+      });
+    }
     if (transport !== null) {
       const { SignalSweeper } = await import('../signals/sweeper.js');
       const sweeper = new SignalSweeper({

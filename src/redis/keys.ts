@@ -7,6 +7,11 @@
  * slot; `@` is not allowed in namespace names, so the default tag can never collide with a namespace.
  * Ids (dispatch, thread, dedupe key) are always the LAST part of a key and every key kind has its own
  * fixed infix, so ids containing `:`, `{`, `}` or any other character cannot make two keys collide.
+ *
+ * A namespace split into N > 1 partitions (`partitionKeys`, src/redis/partitions.ts) gives partition k the
+ * tag `{<namespace>:p<k>}` (`{@default:p<k>}` without a namespace) and otherwise the same layout, so each
+ * partition is one slot; `:` is not allowed in namespace names, so partition tags never collide with a
+ * namespace's own tag. With one partition the keys are exactly the ones above.
  */
 import { StorageError } from '../contract/errors.js';
 import type { RunDispatchStatus } from '../contract/types.js';
@@ -68,6 +73,11 @@ export interface RedisKeys {
   readonly signalGroup: string;
   /** Stream, capped: the lifecycle feed of the namespace when it has no NATS (src/feed/). */
   readonly lifecycleFeed: string;
+  /**
+   * Hash, only with partitions > 1: dispatch_id → partition of the dispatch, for the dispatch ids whose
+   * directory shard is this partition (src/redis/partitions.ts).
+   */
+  readonly dispatchDirectory: string;
 
   /** The global keys every script receives as KEYS[1..8], in this order (see lua/prelude.lua). */
   readonly scriptGlobals: readonly string[];
@@ -102,7 +112,29 @@ export function validateNamespace(namespace: unknown): string {
 
 export function redisKeys(namespace: string | null): RedisKeys {
   const ns = namespace === null ? null : validateNamespace(namespace);
-  const hashTag = ns === null ? DEFAULT_HASH_TAG : `{${ns}}`;
+  return keysWithTag(ns, ns === null ? DEFAULT_HASH_TAG : `{${ns}}`);
+}
+
+/** Most partitions a namespace may have. */
+export const MAX_PARTITIONS = 1024;
+
+/**
+ * The keys of partition `index` of a namespace split into `count` partitions. With `count` 1 this is
+ * `redisKeys(namespace)`, byte for byte.
+ */
+export function partitionKeys(namespace: string | null, index: number, count: number): RedisKeys {
+  if (!Number.isSafeInteger(count) || count < 1 || count > MAX_PARTITIONS) {
+    throw StorageError.validation(`partitions must be an integer in 1..=${MAX_PARTITIONS}`);
+  }
+  if (!Number.isSafeInteger(index) || index < 0 || index >= count) {
+    throw StorageError.validation(`partition index must be an integer in 0..${count - 1}`);
+  }
+  if (count === 1) return redisKeys(namespace);
+  const ns = namespace === null ? null : validateNamespace(namespace);
+  return keysWithTag(ns, `{${ns ?? '@default'}:p${index}}`);
+}
+
+function keysWithTag(ns: string | null, hashTag: string): RedisKeys {
   const prefix = `awaken:${hashTag}:`;
   const counts = `${prefix}cnt`;
   const leases = `${prefix}lease`;
@@ -133,6 +165,7 @@ export function redisKeys(namespace: string | null): RedisKeys {
     signalDelayed: `${prefix}sig:delayed`,
     signalGroup: SIGNAL_GROUP,
     lifecycleFeed: `${prefix}feed`,
+    dispatchDirectory: `${prefix}dir`,
     scriptGlobals: [prefix, counts, leases, terminal, queuedThreads, due, signalStream, drainedThreads],
   };
 }

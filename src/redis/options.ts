@@ -4,22 +4,45 @@
  */
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { NodeConnectionOptions } from '@nats-io/transport-node';
-import type { Redis, RedisOptions } from 'ioredis';
+import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import { z } from 'zod';
 import { StorageError } from '../contract/errors.js';
 import { describeZodError } from '../contract/schemas.js';
 import type { Logger } from '../util/logger.js';
 import { redact, urlSecrets } from './errors.js';
-import { MAX_NAMESPACE_LENGTH, NAMESPACE_PATTERN } from './keys.js';
+import { isCluster } from './cluster.js';
+import { MAX_NAMESPACE_LENGTH, MAX_PARTITIONS, NAMESPACE_PATTERN } from './keys.js';
 
 export type SignalsMode = 'jetstream' | 'redis-streams' | 'none';
+
+/** Seed nodes of a Redis Cluster (`redis://host:port` or `rediss://…`); the rest is discovered. */
+export interface RedisClusterSeeds {
+  cluster: string[];
+}
+
+/**
+ * `async`: a mutation is confirmed when its master has applied it (Redis's replication is asynchronous, so a
+ * failover can lose the last writes). `replicated`: each mutation is also confirmed by at least one replica
+ * (`WAIT 1`) or fails with `Io` saying it may have happened.
+ */
+export type Durability = 'async' | 'replicated';
 
 export interface CreateMailboxStoreOptions {
   /**
    * `redis://[user:pass@]host[:port][/db]`, `rediss://…` (TLS) or a unix socket path (`/run/redis.sock`): the
-   * store owns and closes that connection. Or an ioredis instance (left open on close).
+   * store owns and closes that connection. `{ cluster: [seed urls] }`: a Redis Cluster the store connects to
+   * (and closes). Or an ioredis instance or ioredis Cluster (left open on close).
    */
-  redis: string | Redis;
+  redis: string | Redis | RedisClusterSeeds | Cluster;
+  /**
+   * Partitions of the namespace (default 1, the single-slot layout). Each partition is its own Redis Cluster
+   * hash slot; a thread belongs to one partition for life. Fixed for the life of a namespace.
+   */
+  partitions?: number;
+  /** Default `async`; see `Durability`. */
+  durability?: Durability;
+  /** JetStream signal stream settings: `replicas` 1 (default) or 3 on a NATS cluster. */
+  jetstream?: { replicas?: 1 | 3 };
   /**
    * `nats://[user:pass@]host[:port]`, `tls://…` or `host:port` (owned), or an open connection (left open).
    * Enables live steering and JetStream signals.
@@ -78,10 +101,34 @@ const plainObject = z.custom<Record<string, unknown>>(
   { error: 'must be an object' },
 );
 
+const clusterSeeds = z.strictObject({
+  cluster: z
+    .array(z.string({ error: 'must be a Redis URL' }).min(1, 'must not be empty'), {
+      error: 'must be an array of seed node URLs',
+    })
+    .min(1, 'must name at least one seed node'),
+});
+
 const optionsSchema = z.strictObject({
-  redis: z.union([z.string().min(1, 'must not be empty'), z.custom<Redis>(isRedisClient)], {
-    error: 'must be a Redis URL or an ioredis instance',
-  }),
+  redis: z.union(
+    [z.string().min(1, 'must not be empty'), z.custom<Redis | Cluster>(isRedisClient), clusterSeeds],
+    {
+      error: 'must be a Redis URL, { cluster: [seed URLs] }, an ioredis instance or an ioredis Cluster',
+    },
+  ),
+  partitions: z
+    .number({ error: 'must be a number' })
+    .refine(
+      (v) => Number.isSafeInteger(v) && v >= 1 && v <= MAX_PARTITIONS,
+      `must be an integer in 1..=${MAX_PARTITIONS}`,
+    )
+    .optional(),
+  durability: z.enum(['async', 'replicated'], { error: "must be 'async' or 'replicated'" }).optional(),
+  jetstream: z
+    .strictObject({
+      replicas: z.union([z.literal(1), z.literal(3)], { error: 'must be 1 or 3' }).optional(),
+    })
+    .optional(),
   nats: z
     .union([z.string().min(1, 'must not be empty'), z.custom<NatsConnection>(isNatsConnection)], {
       error: 'must be a NATS URL or a NatsConnection',
@@ -131,6 +178,23 @@ export function redisUrlProblem(url: string): string | null {
   return null;
 }
 
+export function isClusterSeeds(value: unknown): value is RedisClusterSeeds {
+  return (
+    typeof value === 'object' && value !== null && Array.isArray((value as { cluster?: unknown }).cluster)
+  );
+}
+
+/** The problem with a Cluster seed URL, or null: `redis://host:port` or `rediss://host:port`, no database. */
+export function clusterSeedProblem(url: string): string | null {
+  const problem = redisUrlProblem(url);
+  if (problem !== null) return problem;
+  if (url.startsWith('/')) return 'a Redis Cluster is reached over TCP, not a unix socket';
+  if (/^[a-z]+:\/\/[^/]*\/\d+$/i.test(url) && !/\/0$/.test(url)) {
+    return 'a Redis Cluster has only database 0';
+  }
+  return null;
+}
+
 /** The problem with a NATS URL string, or null. nats.js takes `nats://`, `tls://` or a bare `host:port`. */
 export function natsUrlProblem(url: string): string | null {
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(url)?.[1]?.toLowerCase();
@@ -140,7 +204,10 @@ export function natsUrlProblem(url: string): string | null {
 }
 
 export interface ResolvedOptions {
-  redis: string | Redis;
+  redis: string | Redis | RedisClusterSeeds | Cluster;
+  partitions: number;
+  durability: Durability;
+  jetstreamReplicas: 1 | 3;
   nats: string | NatsConnection | null;
   signals: SignalsMode;
   namespace: string | null;
@@ -164,6 +231,12 @@ export function resolveOptions(input: unknown): ResolvedOptions {
   const o = parsed.data;
   const redisProblem = typeof o.redis === 'string' ? redisUrlProblem(o.redis) : null;
   if (redisProblem !== null) throw StorageError.validation(`options.redis: ${redisProblem}`);
+  if (isClusterSeeds(o.redis)) {
+    o.redis.cluster.forEach((seed, i) => {
+      const problem = clusterSeedProblem(seed);
+      if (problem !== null) throw StorageError.validation(`options.redis.cluster.${i}: ${problem}`);
+    });
+  }
   const natsProblem = typeof o.nats === 'string' ? natsUrlProblem(o.nats) : null;
   if (natsProblem !== null) throw StorageError.validation(`options.nats: ${natsProblem}`);
   const nats = o.nats ?? null;
@@ -172,12 +245,20 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     throw StorageError.validation("options.signals: 'jetstream' needs options.nats");
   }
   // ioredis `keyPrefix` rewrites KEYS but not SCAN patterns or keys built inside scripts: use `namespace`.
-  const clientPrefix = typeof o.redis === 'string' ? undefined : o.redis.options?.keyPrefix;
+  const clientPrefix =
+    typeof o.redis === 'string' || isClusterSeeds(o.redis)
+      ? undefined
+      : isCluster(o.redis)
+        ? o.redis.options.keyPrefix
+        : o.redis.options?.keyPrefix;
   if (o.redisOptions?.keyPrefix !== undefined || (clientPrefix !== undefined && clientPrefix !== '')) {
     throw StorageError.validation('options.redis: ioredis keyPrefix is not supported, use options.namespace');
   }
   return {
     redis: o.redis,
+    partitions: o.partitions ?? 1,
+    durability: o.durability ?? 'async',
+    jetstreamReplicas: o.jetstream?.replicas ?? 1,
     nats,
     signals,
     namespace: o.namespace ?? null,

@@ -12,9 +12,9 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Redis } from 'ioredis';
 import { StorageError } from '../contract/errors.js';
 import type { StorageErrorKind } from '../contract/errors.js';
+import { isCluster, masterConnections, type RedisClient } from './cluster.js';
 
 export const SCRIPT_NAMES = [
   'enqueue',
@@ -122,12 +122,18 @@ const FUNCTION_MISSING = 'ERR Function not found';
 /** How the runner calls the Lua code: a Functions library (Redis 7+) or EVAL scripts. */
 export type LuaMode = 'functions' | 'eval';
 
+/**
+ * Runs the library's functions. On a Redis Cluster every master needs the library (a `FUNCTION LOAD`
+ * through the Cluster client reaches one random node): it is loaded on each master, and again on every
+ * master when one answers "Function not found" (a node added or replaced after the load; replicas inherit
+ * functions from their master, so a failover alone keeps them).
+ */
 export class ScriptRunner {
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #library: LuaLibrary;
   #mode: LuaMode;
 
-  constructor(redis: Redis, mode: LuaMode = 'functions', library: LuaLibrary = loadLibrary()) {
+  constructor(redis: RedisClient, mode: LuaMode = 'functions', library: LuaLibrary = loadLibrary()) {
     this.#redis = redis;
     this.#library = library;
     this.#mode = mode;
@@ -171,19 +177,33 @@ export class ScriptRunner {
         this.#mode = 'eval';
       }
     }
-    const pipeline = this.#redis.pipeline();
-    for (const name of SCRIPT_NAMES) pipeline.script('LOAD', this.#library.scripts[name].source);
-    const results = (await pipeline.exec()) ?? [];
-    for (const [err] of results) if (err) throw err;
+    // EVALSHA falls back to EVAL on NOSCRIPT, so this only saves the first call per node a round trip.
+    await Promise.all(
+      masterConnections(this.#redis).map(async (node) => {
+        const pipeline = node.pipeline();
+        for (const name of SCRIPT_NAMES) pipeline.script('LOAD', this.#library.scripts[name].source);
+        const results = (await pipeline.exec()) ?? [];
+        for (const [err] of results) if (err) throw err;
+      }),
+    );
   }
 
-  /** `FUNCTION LOAD`; a library of the same version already there (another node loaded it) is fine. */
+  /**
+   * `FUNCTION LOAD` on the server, or on every master of a Cluster; a library of the same version already
+   * there (another node loaded it) is fine.
+   */
   async #loadLibrary(): Promise<void> {
-    try {
-      await this.#redis.function('LOAD', this.#library.source);
-    } catch (err) {
-      if (!/already exists/i.test(err instanceof Error ? err.message : '')) throw err;
-    }
+    const load = async (node: RedisClient): Promise<void> => {
+      try {
+        await node.function('LOAD', this.#library.source);
+      } catch (err) {
+        if (!/already exists/i.test(err instanceof Error ? err.message : '')) throw err;
+      }
+    };
+    if (!isCluster(this.#redis)) return load(this.#redis);
+    const masters = masterConnections(this.#redis);
+    if (masters.length === 0) throw StorageError.io('redis cluster: no master node known yet');
+    await Promise.all(masters.map(load));
   }
 }
 

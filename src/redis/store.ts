@@ -78,6 +78,8 @@ export interface RedisMailboxStoreParts {
   release?: (() => Promise<void>)[];
   /** The NATS connection of the signals / live channel, if any (see `connections`). */
   nats?: NatsConnection | null;
+  /** False for the per-partition stores behind a partitioned store, which is instrumented itself. */
+  instrument?: boolean;
 }
 
 /** Terminal records deleted per purge script call, so one purge never blocks Redis for long. */
@@ -154,7 +156,7 @@ export class RedisMailboxStore
     this.#release = parts.release ?? [];
     this.#nats = parts.nats ?? null;
     // Metrics (src/metrics): only when an OpenTelemetry SDK is installed; otherwise nothing changes.
-    autoInstrumentStore(this, 'redis', this.#keys.namespace);
+    if (parts.instrument !== false) autoInstrumentStore(this, 'redis', this.#keys.namespace);
   }
 
   /**

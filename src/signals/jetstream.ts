@@ -14,7 +14,9 @@
  *   storage           File        (option `storage`) signals survive a nats-server restart.
  *   duplicate_window  120 s       (option `duplicateWindowMs`) upstream `dedup_window`; we publish no
  *                                 Nats-Msg-Id, so it only matters to upstream publishers sharing the stream.
- *   replicas 1, discard Old, no max age / message / byte limits: upstream leaves these at server defaults.
+ *   replicas          1           (option `replicas`: 3 on a NATS cluster, so the stream survives the loss of
+ *                                 one server; an existing stream is updated in place).
+ *   discard Old, no max age / message / byte limits: upstream leaves these at server defaults.
  *
  * Consumer settings:
  *   ack_policy        Explicit    a signal stays pending until the scheduler acked or nacked it.
@@ -116,6 +118,8 @@ export interface JetStreamSignalsOptions {
   ackWaitMs?: number;
   duplicateWindowMs?: number;
   storage?: 'file' | 'memory';
+  /** Copies of the signal stream on a NATS cluster: 1 (default) or 3. */
+  replicas?: 1 | 3;
 }
 
 export type JetStreamSignals = SignalTransport & {
@@ -216,7 +220,10 @@ export async function createJetStreamSignals(opts: JetStreamSignalsOptions): Pro
   const storage = opts.storage ?? 'file';
   if (storage !== 'file' && storage !== 'memory')
     throw StorageError.validation('storage must be "file" or "memory"');
+  const replicas = opts.replicas ?? 1;
+  if (replicas !== 1 && replicas !== 3) throw StorageError.validation('replicas must be 1 or 3');
   const settings: Settings = {
+    replicas,
     streamName: signalStreamName(namespace),
     subjectPrefix: signalSubjectPrefix(namespace),
     ackWaitMs: positiveMs('ackWaitMs', opts.ackWaitMs, DEFAULT_ACK_WAIT_MS),
@@ -237,6 +244,7 @@ export async function createJetStreamSignals(opts: JetStreamSignalsOptions): Pro
 }
 
 interface Settings {
+  replicas: 1 | 3;
   streamName: string;
   subjectPrefix: string;
   ackWaitMs: number;
@@ -251,7 +259,7 @@ function wantedStream(s: Settings): Partial<StreamConfig> & { name: string } {
     retention: RetentionPolicy.Workqueue,
     storage: s.storage === 'file' ? StorageType.File : StorageType.Memory,
     duplicate_window: nanos(s.duplicateWindowMs),
-    num_replicas: 1,
+    num_replicas: s.replicas,
     discard: DiscardPolicy.Old,
   };
 }
@@ -277,6 +285,13 @@ async function ensureTopology(jsm: JetStreamManager, s: Settings, logger: Logger
   if (stream.config.duplicate_window !== want.duplicate_window) {
     await jsm.streams.update(s.streamName, { duplicate_window: want.duplicate_window });
     logger.info?.('jetstream signals: updated duplicate_window', { stream: s.streamName });
+  }
+  if (stream.config.num_replicas !== want.num_replicas) {
+    await jsm.streams.update(s.streamName, { num_replicas: want.num_replicas });
+    logger.info?.('jetstream signals: updated replicas', {
+      stream: s.streamName,
+      replicas: want.num_replicas,
+    });
   }
   if (stream.config.storage !== want.storage) {
     logger.warn?.('jetstream signals: existing stream has a different storage type; keeping it', {

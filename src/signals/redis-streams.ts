@@ -31,7 +31,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Redis } from 'ioredis';
+import { isCluster, type RedisClient } from '../redis/cluster.js';
 import * as args from '../contract/args.js';
 import { StorageError } from '../contract/errors.js';
 import type { DispatchSignalReceipt } from '../contract/types.js';
@@ -57,8 +57,11 @@ const WARN_INTERVAL_MS = 10_000;
 const ACK_BATCH = 1000;
 
 export interface RedisStreamsSignalsOptions {
-  /** The store's connection (scripts, acks); never closed here. A blocking duplicate is opened per pull. */
-  redis: Redis;
+  /**
+   * The store's connection (scripts, acks), a single-server client or a Cluster; never closed here. A
+   * blocking duplicate is opened per pull (a Cluster duplicate on a Cluster).
+   */
+  redis: RedisClient;
   keys: RedisKeys;
   /** This process's name in the consumer group (e.g. the Mailbox consumer id). */
   consumerName: string;
@@ -151,22 +154,22 @@ interface StreamEntry {
 
 class RedisStreamsSignalTransport implements SignalTransport {
   readonly kind = 'redis-streams' as const;
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #keys: RedisKeys;
   readonly #consumer: string;
   readonly #idleReclaimMs: number;
   readonly #logger: Logger;
   readonly #scripts = loadSignalScripts();
-  readonly #idle: Redis[] = [];
-  readonly #all = new Set<Redis>();
-  readonly #waiters: ((conn: Redis | null) => void)[] = [];
+  readonly #idle: RedisClient[] = [];
+  readonly #all = new Set<RedisClient>();
+  readonly #waiters: ((conn: RedisClient | null) => void)[] = [];
   readonly #warnedAt = new Map<string, number>();
   readonly #acks: { id: string; resolve: () => void; reject: (err: unknown) => void }[] = [];
   #reclaimCursor = '0-0';
   #lastReclaimAt = 0;
   #closed = false;
 
-  constructor(redis: Redis, keys: RedisKeys, consumer: string, idleReclaimMs: number, logger: Logger) {
+  constructor(redis: RedisClient, keys: RedisKeys, consumer: string, idleReclaimMs: number, logger: Logger) {
     this.#redis = redis;
     this.#keys = keys;
     this.#consumer = consumer;
@@ -214,7 +217,8 @@ class RedisStreamsSignalTransport implements SignalTransport {
       if (this.#closed) return [];
       if (err instanceof StorageError) throw err;
       // A Redis that is down reads "Redis at <host:port> is unreachable: …", not the client's wording.
-      throw StorageError.io(`redis streams signal pull failed: ${redisIoError(this.#redis, err, []).detail}`);
+      const why = isCluster(this.#redis) ? errorText(err) : redisIoError(this.#redis, err, []).detail;
+      throw StorageError.io(`redis streams signal pull failed: ${why}`);
     }
   }
 
@@ -356,19 +360,31 @@ class RedisStreamsSignalTransport implements SignalTransport {
     }
   }
 
-  async #acquire(): Promise<Redis | null> {
+  async #acquire(): Promise<RedisClient | null> {
     if (this.#closed) return null;
     const idle = this.#idle.pop();
     if (idle) return idle;
     if (this.#all.size < MAX_BLOCKING_CONNECTIONS) {
       // Blocking reads must not hit a client-side command timeout, and must fail fast when disconnected.
-      const conn = this.#redis.duplicate({
-        commandTimeout: undefined,
-        blockingTimeout: undefined,
-        enableOfflineQueue: true,
-        lazyConnect: false,
-        connectionName: `awaken-signals:${this.#consumer}`.slice(0, 200).replace(/\s/g, '_'),
-      });
+      const connectionName = `awaken-signals:${this.#consumer}`.slice(0, 200).replace(/\s/g, '_');
+      const conn: RedisClient = isCluster(this.#redis)
+        ? this.#redis.duplicate(undefined, {
+            ...this.#redis.options,
+            enableOfflineQueue: true,
+            redisOptions: {
+              ...this.#redis.options.redisOptions,
+              commandTimeout: undefined,
+              blockingTimeout: undefined,
+              connectionName,
+            },
+          })
+        : this.#redis.duplicate({
+            commandTimeout: undefined,
+            blockingTimeout: undefined,
+            enableOfflineQueue: true,
+            lazyConnect: false,
+            connectionName,
+          });
       conn.on('error', (err: unknown) => {
         this.#warn('blocking-conn', 'redis streams signals: blocking connection error', {
           error: errorText(err),
@@ -380,7 +396,7 @@ class RedisStreamsSignalTransport implements SignalTransport {
     return new Promise((resolve) => this.#waiters.push(resolve));
   }
 
-  #release(conn: Redis, healthy: boolean): void {
+  #release(conn: RedisClient, healthy: boolean): void {
     if (this.#closed || !healthy) {
       this.#all.delete(conn);
       conn.disconnect();
