@@ -103,3 +103,16 @@ export function ownedClusterOptions(
     },
   };
 }
+
+/**
+ * Resolve once a Cluster client knows the slot map (`ready`): connects a lazy one, waits for one that is
+ * connecting. Bound it with a deadline: a cluster that never becomes ready never resolves this.
+ */
+export async function clusterReady(cluster: Cluster): Promise<void> {
+  if (cluster.status === 'ready') return;
+  if (cluster.status === 'wait') {
+    await cluster.connect();
+    return;
+  }
+  await new Promise<void>((resolve) => cluster.once('ready', () => resolve()));
+}

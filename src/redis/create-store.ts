@@ -11,7 +11,7 @@ import type { Redis } from 'ioredis';
 import { StorageError } from '../contract/errors.js';
 import type { LiveChannel } from '../live/channel.js';
 import type { SignalRef } from '../signals/transport.js';
-import { isCluster, type RedisClient } from './cluster.js';
+import { clusterReady, isCluster, type RedisClient } from './cluster.js';
 import {
   closeCluster,
   closeRedis,
@@ -111,6 +111,14 @@ export async function createMailboxStore(options: CreateMailboxStoreOptions): Pr
       redis = owned;
     } else {
       redis = o.redis;
+      if (isCluster(redis)) {
+        const given = redis;
+        await deadline(clusterReady(given), o.commandTimeoutMs, 'redis cluster ready').catch(
+          (err: unknown) => {
+            throw toIoError('redis cluster', err, secrets);
+          },
+        );
+      }
     }
     const scripts = new ScriptRunner(redis);
     try {
