@@ -10,11 +10,12 @@
  * - active runs: an observable gauge of `activeRuns`.
  * Lease renewals are counted by the store instrumentation (`extendLease`), so they need no event.
  */
-import type { Attributes, Counter, Histogram, ObservableGauge, ObservableResult } from '@opentelemetry/api';
+import type { Attributes, Histogram, ObservableGauge, ObservableResult } from '@opentelemetry/api';
 import { ValueType } from '@opentelemetry/api';
 import type { EventEmitter } from 'node:events';
 import type { RunDispatch } from '../contract/types.js';
 import type { MailboxEvents } from '../mailbox/types.js';
+import { LocalCounters } from './local-counter.js';
 import { activeMeter, type MetricsOptions } from './meter.js';
 import { LATENCY_BUCKETS_MS, METRIC } from './names.js';
 
@@ -52,10 +53,12 @@ export function instrumentMailbox(mailbox: ObservableMailbox, options?: MetricsO
     unit: 'ms',
     advice: { explicitBucketBoundaries: [...LATENCY_BUCKETS_MS] },
   });
-  const outcomes: Counter = meter.createCounter(METRIC.dispatchOutcome, {
-    description: 'What the Mailbox did with each dispatch it ended, by outcome.',
-    valueType: ValueType.INT,
-  });
+  // A plain number per outcome, reported when the SDK collects (see local-counter.ts).
+  const counters = new LocalCounters(meter);
+  const outcomes = counters.create(
+    METRIC.dispatchOutcome,
+    'What the Mailbox did with each dispatch it ended, by outcome.',
+  );
   const active: ObservableGauge = meter.createObservableGauge(METRIC.activeRuns, {
     description: 'Runs executing on this Mailbox.',
     valueType: ValueType.INT,
@@ -84,7 +87,6 @@ export function instrumentMailbox(mailbox: ObservableMailbox, options?: MetricsO
     const start = d.updated_at;
     const from = d.available_at > start ? d.created_at : Math.max(d.created_at, d.available_at);
     enqueueToStart.record(Math.max(0, start - from));
-    startedAt.delete(d.dispatch_id);
     startedAt.set(d.dispatch_id, start);
     if (startedAt.size > MAX_TRACKED_RUNS) {
       const oldest = startedAt.keys().next();
@@ -101,6 +103,7 @@ export function instrumentMailbox(mailbox: ObservableMailbox, options?: MetricsO
   const consumer: Attributes = { consumer: mailbox.consumerId };
   const observeActive = (result: ObservableResult): void => result.observe(mailbox.activeRuns, consumer);
   active.addCallback(observeActive);
+  const stopCounters = counters.register();
   const target = mailbox as unknown as Record<string, unknown>;
   const stop = mailbox.stop.bind(mailbox);
   target.stop = async () => {
@@ -108,6 +111,7 @@ export function instrumentMailbox(mailbox: ObservableMailbox, options?: MetricsO
       return await stop();
     } finally {
       active.removeCallback(observeActive);
+      stopCounters();
     }
   };
   return true;

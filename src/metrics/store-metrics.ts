@@ -10,16 +10,12 @@
  *
  * Observable gauges (read when the SDK collects, never on the hot path): dispatches by status (six O(1)
  * counts), and, when the store implements `IndexHeadsProbe`, the claimed-lease and queued-without-signal ages
- * (one bounded read each). Their callback is removed when the store closes.
+ * (one bounded read each). Counters are plain numbers reported when the SDK collects (local-counter.ts), and
+ * the latency histogram carries the operation only: the SDK hashes every attribute set it records, which was
+ * most of what metrics cost a busy node. Counters and gauges carry `backend` and `namespace`. Everything stops
+ * being reported when the store closes.
  */
-import type {
-  Attributes,
-  BatchObservableResult,
-  Counter,
-  Histogram,
-  Meter,
-  Observable,
-} from '@opentelemetry/api';
+import type { Attributes, BatchObservableResult, Histogram, Meter, Observable } from '@opentelemetry/api';
 import { ValueType } from '@opentelemetry/api';
 import { isStorageError } from '../contract/errors.js';
 import type { MailboxStore } from '../contract/store.js';
@@ -30,6 +26,7 @@ import type {
   RunDispatchStatus,
 } from '../contract/types.js';
 import { RUN_DISPATCH_STATUSES } from '../contract/types.js';
+import { LocalCounters, type LocalCounter } from './local-counter.js';
 import { activeMeter, type MetricsOptions } from './meter.js';
 import { LATENCY_BUCKETS_MS, METRIC } from './names.js';
 import { hasIndexHeadsProbe } from './store-probe.js';
@@ -112,19 +109,23 @@ class StoreInstruments {
   readonly #target: Record<string, unknown>;
   readonly #base: Attributes;
   readonly #duration: Histogram;
-  readonly #errors: Counter;
-  readonly #claimAttempt: Counter;
-  readonly #dedupeConflict: Counter;
-  readonly #leaseRenewal: Counter;
-  readonly #reclaimed: Counter;
-  readonly #liveDelivery: Counter;
-  readonly #pulled: Counter;
-  readonly #ack: Counter;
-  readonly #nack: Counter;
-  readonly #redelivery: Counter;
-  readonly #republish: Counter;
-  readonly #requeued: Counter;
-  readonly #attrs = new Map<string, Attributes>();
+  readonly #errors: LocalCounter;
+  readonly #claimAttempt: LocalCounter;
+  readonly #dedupeConflict: LocalCounter;
+  readonly #leaseRenewal: LocalCounter;
+  readonly #reclaimed: LocalCounter;
+  readonly #liveDelivery: LocalCounter;
+  readonly #pulled: LocalCounter;
+  readonly #ack: LocalCounter;
+  readonly #nack: LocalCounter;
+  readonly #redelivery: LocalCounter;
+  readonly #republish: LocalCounter;
+  readonly #requeued: LocalCounter;
+  readonly #attrs = new Map<string, Map<string | boolean, Attributes>>();
+  readonly #errorAttrsCache = new Map<string, Attributes>();
+  readonly #counters: LocalCounters;
+  /** Attribute sets of the latency histogram: the operation only (each attribute costs a hash per record). */
+  readonly #operationAttrs = new Map<string, Attributes>();
 
   constructor(meter: Meter, store: MailboxStore, options: StoreMetricsOptions) {
     this.#meter = meter;
@@ -138,10 +139,11 @@ class StoreInstruments {
       backend: options.backend ?? 'custom',
       ...(typeof namespace === 'string' ? { namespace } : {}),
     };
-    const counter = (name: string, description: string): Counter =>
-      meter.createCounter(name, { description, valueType: ValueType.INT });
+    this.#counters = new LocalCounters(meter);
+    const counter = (name: string, description: string): LocalCounter =>
+      this.#counters.create(name, description);
     this.#duration = meter.createHistogram(METRIC.storeOperationDuration, {
-      description: 'Wall time of each store call, by operation (the store method).',
+      description: 'Wall time of each store call, by operation (the store method) only.',
       unit: 'ms',
       advice: { explicitBucketBoundaries: [...LATENCY_BUCKETS_MS] },
     });
@@ -177,13 +179,17 @@ class StoreInstruments {
     this.#requeued = counter(METRIC.deadLetterRequeued, 'Dead-lettered dispatches put back in the queue.');
   }
 
-  /** Attribute set `base + {key: value}`, built once and reused (the SDK hashes it on every record). */
+  /** Attribute set `base + {key: value}`, built once and reused (counters key their numbers on it). */
   #with(key: string, value: string | boolean): Attributes {
-    const k = `${key}\0${String(value)}`;
-    let a = this.#attrs.get(k);
+    let byValue = this.#attrs.get(key);
+    if (byValue === undefined) {
+      byValue = new Map();
+      this.#attrs.set(key, byValue);
+    }
+    let a = byValue.get(value);
     if (a === undefined) {
       a = { ...this.#base, [key]: value };
-      this.#attrs.set(k, a);
+      byValue.set(value, a);
     }
     return a;
   }
@@ -207,31 +213,41 @@ class StoreInstruments {
   }
 
   #timed(op: Operation, original: Method): Method {
-    const attrs = this.#with('operation', op);
-    const done = (start: number, value: unknown): unknown => {
-      this.#duration.record(performance.now() - start, attrs);
-      this.#succeeded(op, value);
-      return value;
-    };
-    const failed = (start: number, err: unknown): never => {
-      this.#duration.record(performance.now() - start, attrs);
-      this.#failed(op, err);
-      throw err;
-    };
-    return (...a: unknown[]) => {
+    let attrs = this.#operationAttrs.get(op);
+    if (attrs === undefined) {
+      attrs = { operation: op };
+      this.#operationAttrs.set(op, attrs);
+    }
+    const duration = this.#duration;
+    if (op === 'sweepDueSignals') {
+      // The memory store's sweepDueSignals answers synchronously (the Redis one with a promise): keep that.
+      return (...a: unknown[]) => {
+        const start = performance.now();
+        const out = original(...a);
+        if (isThenable(out)) {
+          return out.then((value) => {
+            duration.record(performance.now() - start, attrs);
+            this.#succeeded(op, value);
+            return value;
+          });
+        }
+        duration.record(performance.now() - start, attrs);
+        this.#succeeded(op, out);
+        return out;
+      };
+    }
+    return async (...a: unknown[]) => {
       const start = performance.now();
-      let out: unknown;
       try {
-        out = original(...a);
+        const value = await original(...a);
+        duration.record(performance.now() - start, attrs);
+        this.#succeeded(op, value);
+        return value;
       } catch (err) {
-        return failed(start, err);
+        duration.record(performance.now() - start, attrs);
+        this.#failed(op, err);
+        throw err;
       }
-      // The memory store's sweepDueSignals answers synchronously; everything else is a promise.
-      if (!isThenable(out)) return done(start, out);
-      return Promise.resolve(out).then(
-        (value) => done(start, value),
-        (err: unknown) => failed(start, err),
-      );
     };
   }
 
@@ -306,11 +322,11 @@ class StoreInstruments {
   }
 
   #errorAttrs(op: Operation, kind: string): Attributes {
-    const k = `error\0${op}\0${kind}`;
-    let a = this.#attrs.get(k);
+    const k = `${op}\0${kind}`;
+    let a = this.#errorAttrsCache.get(k);
     if (a === undefined) {
       a = { ...this.#base, operation: op, kind };
-      this.#attrs.set(k, a);
+      this.#errorAttrsCache.set(k, a);
     }
     return a;
   }
@@ -386,11 +402,13 @@ class StoreInstruments {
       }
     };
     meter.addBatchObservableCallback(callback, observables);
+    const stopCounters = this.#counters.register();
     const close = this.#target.close;
     if (typeof close === 'function') {
       const bound = (close as Method).bind(store) as Method;
       this.#target.close = () => {
         meter.removeBatchObservableCallback(callback, observables);
+        stopCounters();
         return bound();
       };
     }

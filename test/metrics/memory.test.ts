@@ -64,7 +64,7 @@ describe('metrics: memory store', () => {
     expect(s.sum(METRIC.leaseRenewal, { result: 'lost' })).toBe(1);
     expect(s.sum(METRIC.expiredClaimReclaimed, { status: 'Queued' })).toBe(1);
     expect(s.sum(METRIC.liveDelivery, { result: 'no_subscriber' })).toBe(1);
-    expect(s.count(METRIC.storeOperationDuration, { operation: 'enqueue', backend: 'memory' })).toBe(2);
+    expect(s.count(METRIC.storeOperationDuration, { operation: 'enqueue' })).toBe(2);
     expect(s.count(METRIC.storeOperationDuration, { operation: 'claim' })).toBe(3);
     expect(s.sum(METRIC.storeOperationErrors, { operation: 'enqueue', kind: 'AlreadyExists' })).toBe(1);
     expect(s.sum(METRIC.storeOperationErrors, { operation: 'claim', kind: 'Validation' })).toBe(1);

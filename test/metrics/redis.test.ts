@@ -64,7 +64,7 @@ describe('metrics: redis store, SDK installed globally', () => {
     }
     const s = await m.collect();
     const ns = { backend: 'redis', namespace };
-    expect(s.count(METRIC.storeOperationDuration, { ...ns, operation: 'enqueue' })).toBe(6);
+    expect(s.count(METRIC.storeOperationDuration, { operation: 'enqueue' })).toBe(6);
     expect(s.sum(METRIC.claimAttempt, { ...ns, result: 'claimed' })).toBe(6);
     expect(s.gauge(METRIC.dispatches, { ...ns, status: 'Acked' })).toBe(6);
     expect(s.gauge(METRIC.dispatches, { ...ns, status: 'Queued' })).toBe(0);
