@@ -36,7 +36,8 @@ export function collectSecrets(o: ResolvedOptions): string[] {
   const secrets: string[] = [];
   if (typeof o.redis === 'string') secrets.push(...urlSecrets(o.redis));
   if (isClusterSeeds(o.redis)) for (const seed of o.redis.cluster) secrets.push(...urlSecrets(seed));
-  if (typeof o.nats === 'string') secrets.push(...urlSecrets(o.nats));
+  if (typeof o.nats === 'string')
+    for (const url of o.nats.split(',')) secrets.push(...urlSecrets(url.trim()));
   for (const value of [o.redisOptions.password, o.natsOptions.pass, o.natsOptions.token]) {
     if (typeof value === 'string' && value.length > 0) secrets.push(value);
   }
@@ -215,7 +216,13 @@ export async function openNats(
   secrets: readonly string[],
 ): Promise<NatsConnection> {
   const { connect } = await import('@nats-io/transport-node');
-  const { servers, auth } = natsUrlCredentials(url);
+  // `nats://a:4222,nats://b:4222`: the servers of a NATS cluster (credentials from the first one).
+  const parts = url
+    .split(',')
+    .map((u) => u.trim())
+    .filter((u) => u.length > 0);
+  const { auth } = natsUrlCredentials(parts[0] ?? url);
+  const servers = parts.map((u) => natsUrlCredentials(u).servers);
   try {
     // A failed connect can leave nats.js's socket open (see closeSocketsOnFailure): close it, or the process
     // never exits.

@@ -44,8 +44,9 @@ export interface CreateMailboxStoreOptions {
   /** JetStream signal stream settings: `replicas` 1 (default) or 3 on a NATS cluster. */
   jetstream?: { replicas?: 1 | 3 };
   /**
-   * `nats://[user:pass@]host[:port]`, `tls://…` or `host:port` (owned), or an open connection (left open).
-   * Enables live steering and JetStream signals.
+   * `nats://[user:pass@]host[:port]`, `tls://…` or `host:port` (owned), several of them comma-separated for
+   * the servers of a NATS cluster, or an open connection (left open). Enables live steering and JetStream
+   * signals.
    */
   nats?: string | NatsConnection;
   /** Default: `jetstream` when `nats` is given, else `redis-streams`. */
@@ -197,6 +198,14 @@ export function clusterSeedProblem(url: string): string | null {
 
 /** The problem with a NATS URL string, or null. nats.js takes `nats://`, `tls://` or a bare `host:port`. */
 export function natsUrlProblem(url: string): string | null {
+  if (url.includes(',')) {
+    // The servers of a NATS cluster, comma-separated: each must be a NATS URL.
+    for (const part of url.split(',')) {
+      const problem = part.trim().length === 0 ? null : natsUrlProblem(part.trim());
+      if (problem !== null) return problem;
+    }
+    return null;
+  }
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(url)?.[1]?.toLowerCase();
   if (scheme === undefined || scheme === 'nats' || scheme === 'tls') return null;
   const shown = `'${redact(url, urlSecrets(url))}'`;
