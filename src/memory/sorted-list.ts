@@ -38,6 +38,20 @@ export class SortedList<T> {
       this.#size = 1;
       return;
     }
+    const lastChunk = this.#chunks.length - 1;
+    if (this.#compare(this.#maxes[lastChunk] as T, item) < 0) {
+      // Appending (terminal records, a thread's next dispatch): no search.
+      const chunk = this.#chunks[lastChunk] as T[];
+      chunk.push(item);
+      this.#size += 1;
+      this.#maxes[lastChunk] = item;
+      if (chunk.length > 2 * this.#load) {
+        const tail = chunk.splice(this.#load);
+        this.#chunks.push(tail);
+        this.#maxes.splice(lastChunk, 1, chunk[chunk.length - 1] as T, tail[tail.length - 1] as T);
+      }
+      return;
+    }
     let c = this.#chunkFor(item);
     if (c === this.#chunks.length) c -= 1;
     const chunk = this.#chunks[c] as T[];
@@ -59,6 +73,13 @@ export class SortedList<T> {
 
   /** Remove the element comparing equal to `item`; false when there is none. */
   delete(item: T): boolean {
+    const head = this.#chunks[0];
+    if (head !== undefined && head.length > 1 && this.#compare(head[0] as T, item) === 0) {
+      // Taking the head (the next claim, the oldest lease or terminal record): no search.
+      head.shift();
+      this.#size -= 1;
+      return true;
+    }
     const c = this.#chunkFor(item);
     const chunk = this.#chunks[c];
     if (chunk === undefined) return false;

@@ -16,13 +16,26 @@ describe('SortedList', () => {
         limit: fc.integer({ min: 0, max: 40 }),
       }),
       fc.record({ kind: fc.constant('takeWhile' as const), v: fc.integer({ min: 0, max: 300 }) }),
+      // The fast paths: appends past the current maximum, deletes of the current head.
+      fc.record({ kind: fc.constant('append' as const), v: fc.integer({ min: 1, max: 3 }) }),
+      fc.record({ kind: fc.constant('deleteHead' as const), v: fc.constant(0) }),
     );
     fc.assert(
       fc.property(fc.array(op, { maxLength: 400 }), fc.integer({ min: 1, max: 8 }), (ops, load) => {
         const list = new SortedList<number>(cmp, load);
         let model: number[] = [];
         for (const o of ops) {
-          if (o.kind === 'add') {
+          if (o.kind === 'append') {
+            const v = (model[model.length - 1] ?? 0) + o.v;
+            list.add(v);
+            if (!model.includes(v)) model = [...model, v].sort(cmp);
+          } else if (o.kind === 'deleteHead') {
+            const head = model[0];
+            if (head !== undefined) {
+              expect(list.delete(head)).toBe(true);
+              model = model.slice(1);
+            }
+          } else if (o.kind === 'add') {
             list.add(o.v);
             if (!model.includes(o.v)) model = [...model, o.v].sort(cmp);
           } else if (o.kind === 'delete') {
