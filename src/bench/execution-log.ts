@@ -42,8 +42,14 @@ class TokenPacker {
 
   pack(token: string, into: Uint8Array, at: number): void {
     if (UUID_RE.test(token)) {
-      const hex = token.replaceAll('-', '');
-      for (let b = 0; b < UUID_BYTES; b += 1) into[at + b] = Number.parseInt(hex.slice(b * 2, b * 2 + 2), 16);
+      // Hex digits read by char code: no intermediate strings (this runs once per execution).
+      let b = at;
+      for (let i = 0; i < token.length; i += 1) {
+        if (i === 8 || i === 13 || i === 18 || i === 23) continue;
+        into[b] = (hexValue(token.charCodeAt(i)) << 4) | hexValue(token.charCodeAt(i + 1));
+        b += 1;
+        i += 1;
+      }
       return;
     }
     into.fill(0xff, at, at + UUID_BYTES);
@@ -64,6 +70,11 @@ class TokenPacker {
     for (let b = 0; b < UUID_BYTES; b += 1) hex += from[at + b]!.toString(16).padStart(2, '0');
     return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
   }
+}
+
+/** Value of a lowercase hex digit's char code (the caller checked the token with UUID_RE). */
+function hexValue(code: number): number {
+  return code <= 57 ? code - 48 : code - 87;
 }
 
 function compareBytes(a: Uint8Array, ai: number, b: Uint8Array, bi: number): number {
