@@ -26,7 +26,6 @@ import { silentLogger, type Logger } from '../util/logger.js';
 import { feedTransportFor, type FeedSubscription, type FeedTransport } from './transport.js';
 import { FINISHING_EVENT_TYPES } from './types.js';
 import type { FeedStart, LifecycleEvent, LifecycleEventType } from './types.js';
-import { decodeBatch } from './wire.js';
 
 export interface OpenLifecycleFeedOptions {
   /**
@@ -110,11 +109,11 @@ export class LifecycleFeed
 
   /** @internal */
   async subscribe(transport: FeedTransport, from: FeedStart): Promise<void> {
-    this.#subscription = await transport.subscribe(
-      from,
-      (message) => this.#receive(message),
-      (err) => this.#transportError(err),
-    );
+    this.#subscription = await transport.subscribe(from, {
+      events: (events) => this.#receive(events),
+      malformed: () => this.#malformed++,
+      error: (err) => this.#transportError(err),
+    });
   }
 
   /** Events the async iterators dropped because their buffer was full. */
@@ -127,13 +126,8 @@ export class LifecycleFeed
     return this.#malformed;
   }
 
-  #receive(message: string): void {
+  #receive(events: readonly LifecycleEvent[]): void {
     if (this.#closed) return;
-    const events = decodeBatch(message);
-    if (events === null) {
-      this.#malformed++;
-      return;
-    }
     for (const e of events) {
       for (const cursor of this.#cursors) {
         if (cursor.queue.length >= this.#bufferSize) {

@@ -3,6 +3,7 @@ export type { FeedMailbox, LifecycleFeedPublisher, LifecycleFeedPublisherOptions
 export { LifecycleFeed, openLifecycleFeed } from './consumer.js';
 export type { LifecycleFeedEvents, OpenLifecycleFeedOptions, WaitUntilFinishedOptions } from './consumer.js';
 export { feedSubject, DEFAULT_STREAM_MAX_LEN } from './transport.js';
-export type { FeedSubscription, FeedTransport } from './transport.js';
+export type { FeedSink, FeedSubscription, FeedTransport } from './transport.js';
+export { decodeBatch, encodeBatch, FEED_WIRE_VERSION } from './wire.js';
 export { LIFECYCLE_EVENT_TYPES, MAX_EVENT_TEXT } from './types.js';
 export type { FeedStart, LifecycleEvent, LifecycleEventType } from './types.js';

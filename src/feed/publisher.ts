@@ -22,7 +22,6 @@ import { OutageLog } from '../util/outage-log.js';
 import { feedTransportFor, type FeedTransport } from './transport.js';
 import { MAX_EVENT_TEXT } from './types.js';
 import type { LifecycleEvent, LifecycleEventType } from './types.js';
-import { encodeBatch } from './wire.js';
 import type { EventEmitter } from 'node:events';
 
 /** The part of a Mailbox the publisher listens to. */
@@ -208,7 +207,7 @@ class Publisher implements LifecycleFeedPublisher {
       // Taken out before the await: pushes (and overflow drops) meanwhile only touch what is left.
       const batch = this.#buffer.splice(0, this.#maxBatch);
       try {
-        await this.#transport.publish(encodeBatch(this.#node, batch));
+        await this.#transport.publish(this.#node, batch);
         this.#outage.succeeded();
       } catch (err) {
         // Back at the front for the next attempt, within the buffer bound; retried after flushMs.

@@ -14,26 +14,42 @@ import { StorageError } from '../contract/errors.js';
 import type { MailboxStore } from '../contract/store.js';
 import { MemoryMailboxStore } from '../memory/store.js';
 import type { RedisKeys } from '../redis/keys.js';
-import type { FeedStart } from './types.js';
+import type { FeedStart, LifecycleEvent } from './types.js';
+import { decodeBatch, encodeBatch } from './wire.js';
 
 export interface FeedSubscription {
   close(): Promise<void>;
 }
 
+/** What a subscription hands its consumer. */
+export interface FeedSink {
+  /** A batch of events, in the order its publisher sent them. Treat them as read-only. */
+  events(events: readonly LifecycleEvent[]): void;
+  /** A message that was not a valid feed batch (dropped). */
+  malformed(): void;
+  /** A delivery error; the subscription keeps trying. */
+  error(err: unknown): void;
+}
+
+/**
+ * Moves batches of events. Transports between processes encode them with `encodeBatch` / `decodeBatch`
+ * (wire.ts); the in-process one hands the arrays over as they are.
+ */
 export interface FeedTransport {
   readonly kind: string;
-  /** Send one encoded batch. Rejects when the transport cannot take it (the publisher retries later). */
-  publish(message: string): Promise<void>;
+  /** Send one batch of `node`'s events. Rejects when the transport cannot take it (the publisher retries). */
+  publish(node: string | null, events: readonly LifecycleEvent[]): Promise<void>;
   /**
-   * Deliver every message published after this resolves (`now`), or every message still retained (`oldest`,
-   * transports with history only), until the subscription is closed. Delivery errors go to `onError`; the
-   * subscription keeps trying.
+   * Deliver every batch published after this resolves (`now`), or every batch still retained (`oldest`,
+   * transports with history only), until the subscription is closed.
    */
-  subscribe(
-    start: FeedStart,
-    onMessage: (message: string) => void,
-    onError: (err: unknown) => void,
-  ): Promise<FeedSubscription>;
+  subscribe(start: FeedStart, sink: FeedSink): Promise<FeedSubscription>;
+}
+
+function deliver(message: string, sink: FeedSink): void {
+  const events = decodeBatch(message);
+  if (events === null) sink.malformed();
+  else sink.events(events);
 }
 
 /** Default cap of the Redis Stream, in entries (each a batch of at most `maxBatch` events). */
@@ -74,18 +90,21 @@ export class MemoryFeedTransport implements FeedTransport {
     this.#bus = bus;
   }
 
-  publish(message: string): Promise<void> {
-    // Listeners run in a later turn, never inside the publisher's (or the Mailbox's) call stack.
-    setImmediate(() => this.#bus.emit('message', message));
+  publish(node: string | null, events: readonly LifecycleEvent[]): Promise<void> {
+    // No encoding in one process: the events themselves, with the publisher's node. Listeners run in a
+    // later turn, never inside the publisher's (or the Mailbox's) call stack.
+    const batch = events.map((e) => (e.node === node ? e : { ...e, node }));
+    setImmediate(() => this.#bus.emit('batch', batch));
     return Promise.resolve();
   }
 
-  async subscribe(start: FeedStart, onMessage: (message: string) => void): Promise<FeedSubscription> {
+  async subscribe(start: FeedStart, sink: FeedSink): Promise<FeedSubscription> {
     if (start !== 'now') throw noHistory(this.kind);
-    this.#bus.on('message', onMessage);
+    const listener = (batch: readonly LifecycleEvent[]): void => sink.events(batch);
+    this.#bus.on('batch', listener);
     return {
       close: async () => {
-        this.#bus.off('message', onMessage);
+        this.#bus.off('batch', listener);
       },
     };
   }
@@ -103,20 +122,16 @@ export class NatsFeedTransport implements FeedTransport {
     this.#subject = subject;
   }
 
-  async publish(message: string): Promise<void> {
-    this.#nc.publish(this.#subject, message);
+  async publish(node: string | null, events: readonly LifecycleEvent[]): Promise<void> {
+    this.#nc.publish(this.#subject, encodeBatch(node, events));
   }
 
-  async subscribe(
-    start: FeedStart,
-    onMessage: (message: string) => void,
-    onError: (err: unknown) => void,
-  ): Promise<FeedSubscription> {
+  async subscribe(start: FeedStart, sink: FeedSink): Promise<FeedSubscription> {
     if (start !== 'now') throw noHistory(this.kind);
     const sub: Subscription = this.#nc.subscribe(this.#subject, {
       callback: (err, msg) => {
-        if (err) onError(err);
-        else onMessage(msg.string());
+        if (err) sink.error(err);
+        else deliver(msg.string(), sink);
       },
     });
     // Once the server has the subscription, every later publish reaches it.
@@ -143,15 +158,11 @@ export class RedisStreamFeedTransport implements FeedTransport {
     this.#maxLen = String(maxLen);
   }
 
-  async publish(message: string): Promise<void> {
-    await this.#redis.xadd(this.#key, 'MAXLEN', '~', this.#maxLen, '*', 'e', message);
+  async publish(node: string | null, events: readonly LifecycleEvent[]): Promise<void> {
+    await this.#redis.xadd(this.#key, 'MAXLEN', '~', this.#maxLen, '*', 'e', encodeBatch(node, events));
   }
 
-  async subscribe(
-    start: FeedStart,
-    onMessage: (message: string) => void,
-    onError: (err: unknown) => void,
-  ): Promise<FeedSubscription> {
+  async subscribe(start: FeedStart, sink: FeedSink): Promise<FeedSubscription> {
     let last = '0-0';
     if (start === 'now') {
       const [newest] = await this.#redis.xrevrange(this.#key, '+', '-', 'COUNT', 1);
@@ -173,12 +184,13 @@ export class RedisStreamFeedTransport implements FeedTransport {
             for (const [entryId, fields] of entries) {
               last = entryId;
               const at = fields.indexOf('e');
-              if (at >= 0 && at + 1 < fields.length) onMessage(fields[at + 1] as string);
+              if (at >= 0 && at + 1 < fields.length) deliver(fields[at + 1] as string, sink);
+              else sink.malformed();
             }
           }
         } catch (err) {
           if (closed) return;
-          onError(err);
+          sink.error(err);
           await new Promise((resolve) => setTimeout(resolve, retry).unref());
           retry = Math.min(retry * 2, RETRY_MAX_MS);
         }

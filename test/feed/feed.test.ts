@@ -301,12 +301,12 @@ describe('lifecycle feed transports', () => {
   it('a publisher whose transport fails keeps at most maxBuffered events and counts the rest', async () => {
     const store = new MemoryMailboxStore();
     let fail = true;
-    const sent: string[] = [];
+    const sent: LifecycleEvent[] = [];
     const flaky: FeedTransport = {
       kind: 'flaky',
-      publish: async (message) => {
+      publish: async (_node, events) => {
         if (fail) throw new Error('transport down');
-        sent.push(message);
+        sent.push(...events);
       },
       subscribe: async () => ({ close: async () => undefined }),
     };
@@ -329,8 +329,7 @@ describe('lifecycle feed transports', () => {
       await publisher.flush();
       return sent.length > 0 || undefined;
     });
-    const ids = sent.flatMap((m) => (JSON.parse(m) as { events: { dispatch_id: string }[] }).events);
-    expect(ids.map((e) => e.dispatch_id)).toEqual(['d7', 'd8', 'd9', 'd10', 'd11']);
+    expect(sent.map((e) => e.dispatch_id)).toEqual(['d7', 'd8', 'd9', 'd10', 'd11']);
     await publisher.close();
     await store.close();
   });
