@@ -11,7 +11,9 @@ import { defaultNatsUrl, defaultRedisUrl } from './bench/backend.js';
 import { formatDoctor, runDoctor } from './bench/doctor.js';
 import { parseLimit, parseOffset, parseStatusList, runInspect } from './bench/inspect.js';
 import { BENCH_DEFAULTS, parseBenchOptions } from './bench/options.js';
-import type { RawBenchOptions } from './bench/options.js';
+import type { BenchOptions, RawBenchOptions } from './bench/options.js';
+import { ClusterShareMeter, formatShares, withLocalCluster } from './bench/cluster-bench.js';
+import type { MasterShare } from './bench/cluster-bench.js';
 import { renderReportHtml } from './bench/report-html.js';
 import { benchExitCode, failureSummary, formatResult, resultForJson } from './bench/results.js';
 import { runBench } from './bench/run.js';
@@ -65,6 +67,25 @@ Examples:
   awaken-mailbox doctor --redis redis://:secret@redis.internal:6379 --nats nats://nats.internal:4222
   awaken-mailbox doctor --no-nats --json
 `;
+
+/**
+ * Run the bench on a local cluster (`--local-cluster`, started and stopped around it) or the given one
+ * (`--redis-cluster`), measuring each master's share of the commands and CPU; otherwise just run it.
+ */
+async function runClusterAware<T>(
+  parsed: BenchOptions,
+  stderr: CliIO['stderr'],
+  run: (opts: BenchOptions) => Promise<T>,
+): Promise<{ result: T; opts: BenchOptions; masters: MasterShare[] | null }> {
+  const measured = async (opts: BenchOptions) => {
+    if (opts.redisCluster === null) return { result: await run(opts), opts, masters: null };
+    const meter = await ClusterShareMeter.begin(opts.redisCluster);
+    const result = await run(opts);
+    return { result, opts, masters: await meter.end() };
+  };
+  if (!parsed.localCluster) return measured(parsed);
+  return withLocalCluster(parsed, stderr, measured);
+}
 
 function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
   const program = new Command('awaken-mailbox')
@@ -163,19 +184,34 @@ function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
       '--baseline <names>',
       'also run the same workload through bullmq, groupmq or both (bullmq,groupmq) and report the ratios',
     )
+    .option('--partitions <n>', 'partitions of the namespace, 1..1024 (spread over Redis Cluster slots)', '1')
+    .option('--redis-cluster <urls>', 'seed URLs of a Redis Cluster, comma-separated (instead of --redis)')
+    .option(
+      '--local-cluster',
+      'start a 6-node Redis Cluster and a 3-node JetStream cluster on this machine for the run',
+    )
+    .option('--durability <mode>', 'async | replicated (each write confirmed by a replica)', 'async')
+    .option(
+      '--jetstream-replicas <n>',
+      'copies of the JetStream signal stream: 1 or 3 (3 with --local-cluster)',
+    )
     .action(async (raw: RawBenchOptions) => {
-      const opts = parseBenchOptions(raw, io.env);
+      const parsed = parseBenchOptions(raw, io.env);
       const controller = new AbortController();
       const onSigint = (): void => controller.abort();
       process.once('SIGINT', onSigint);
       try {
-        const result = await runBench(opts, { stderr: io.stderr, signal: controller.signal });
+        const { result, opts, masters } = await runClusterAware(parsed, io.stderr, (o) =>
+          runBench(o, { stderr: io.stderr, signal: controller.signal }),
+        );
         if (opts.report) {
           writeFileSync(opts.report, renderReportHtml(result));
           io.stderr.write(`bench: report written to ${opts.report}\n`);
         }
         io.stdout.write(
-          opts.json ? `${JSON.stringify(resultForJson(result))}\n` : `${formatResult(result)}\n`,
+          opts.json
+            ? `${JSON.stringify({ ...resultForJson(result), ...(masters ? { redis_masters: masters } : {}) })}\n`
+            : `${formatResult(result)}\n${masters ? `${formatShares(masters)}\n` : ''}`,
         );
         const code = benchExitCode(result, controller.signal.aborted);
         if (code === EXIT_FAILURE) io.stderr.write(`bench: FAILED — ${failureSummary(result)}\n`);

@@ -127,6 +127,14 @@ export interface OpenStoreOptions {
   sweepIntervalMs?: number;
   /** A Queued dispatch is signalled again when its last signal is older than this. */
   republishAfterMs?: number;
+  /** Partitions of the namespace (`--partitions`; default 1). */
+  partitions?: number;
+  /** Seed URLs of a Redis Cluster (`--redis-cluster`): used instead of the spec's single Redis URL. */
+  redisCluster?: string[];
+  /** `--durability` (default async). */
+  durability?: 'async' | 'replicated';
+  /** Copies of the JetStream signal stream (3 on a NATS cluster; default 1). */
+  jetstreamReplicas?: 1 | 3;
 }
 
 /** Open a store for `spec`. The memory store is in-process: only the coordinator and in-process nodes can share it. */
@@ -140,7 +148,10 @@ export async function openStore(spec: BackendSpec, opts: OpenStoreOptions = {}):
   }
   const { createMailboxStore } = await import('../redis/create-store.js');
   return createMailboxStore({
-    redis: spec.redis,
+    redis: opts.redisCluster ? { cluster: opts.redisCluster } : spec.redis,
+    ...(opts.partitions !== undefined ? { partitions: opts.partitions } : {}),
+    ...(opts.durability !== undefined ? { durability: opts.durability } : {}),
+    ...(opts.jetstreamReplicas !== undefined ? { jetstream: { replicas: opts.jetstreamReplicas } } : {}),
     ...(spec.nats ? { nats: spec.nats } : {}),
     signals: spec.signals,
     namespace: spec.namespace,

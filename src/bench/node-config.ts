@@ -39,7 +39,14 @@ export const nodeConfigSchema = z.discriminatedUnion('mode', [
     signals,
     namespace: z.string().regex(/^[A-Za-z0-9_-]+$/),
     /** Signal sweeper settings for the node's store (empty: the store's defaults). */
-    store: z.object({ sweepIntervalMs: positiveInt.optional(), republishAfterMs: positiveInt.optional() }),
+    store: z.object({
+      sweepIntervalMs: positiveInt.optional(),
+      republishAfterMs: positiveInt.optional(),
+      partitions: positiveInt.optional(),
+      redisCluster: z.array(z.string().min(1)).min(1).optional(),
+      durability: z.enum(['async', 'replicated']).optional(),
+      jetstreamReplicas: z.union([z.literal(1), z.literal(3)]).optional(),
+    }),
     runMs: z.string().min(1),
     failRate: z.number().min(0).max(1),
     liveRate: z.number().min(0).max(1),

@@ -59,6 +59,15 @@ export interface BenchOptions {
   /** `--baseline bullmq,groupmq`: the peers to run the same workload through, in order, without repeats. */
   baselines: BaselineName[];
   progress: ProgressMode;
+  /** `--partitions`: partitions of the run's namespace (1 = the single-slot layout). */
+  partitions: number;
+  /** `--redis-cluster`: seed URLs of a Redis Cluster, or null (single Redis at `redis`). */
+  redisCluster: string[] | null;
+  /** `--local-cluster`: start a 6-node Redis Cluster (and a 3-node JetStream cluster) on this machine. */
+  localCluster: boolean;
+  durability: 'async' | 'replicated';
+  /** `--jetstream-replicas`: copies of the JetStream signal stream (3 on a NATS cluster). */
+  jetstreamReplicas: 1 | 3;
 }
 
 export interface RawBenchOptions {
@@ -86,6 +95,11 @@ export interface RawBenchOptions {
   report?: string;
   baseline?: string;
   progress?: string;
+  partitions?: string;
+  redisCluster?: string;
+  localCluster?: boolean;
+  durability?: string;
+  jetstreamReplicas?: string;
 }
 
 export const BENCH_DEFAULTS = {
@@ -176,6 +190,44 @@ function oneOf<T extends string>(option: string, text: string | undefined, allow
   throw bad(option, `must be one of ${allowed.join(', ')}, got '${text}'`);
 }
 
+/** `--partitions`, `--redis-cluster`, `--local-cluster`, `--durability`, checked against each other. */
+function clusterOptions(
+  raw: RawBenchOptions,
+  backend: BenchOptions['backend'],
+  withBaseline: boolean,
+): Pick<BenchOptions, 'partitions' | 'redisCluster' | 'localCluster' | 'durability' | 'jetstreamReplicas'> {
+  const partitions = integer('partitions', raw.partitions, 1, 1, 1024);
+  const durability = oneOf('durability', raw.durability, ['async', 'replicated'] as const) ?? 'async';
+  const localCluster = raw.localCluster === true;
+  let redisCluster: string[] | null = null;
+  if (raw.redisCluster !== undefined) {
+    redisCluster = raw.redisCluster
+      .split(',')
+      .map((u) => u.trim())
+      .filter((u) => u.length > 0);
+    if (redisCluster.length === 0) throw bad('redis-cluster', 'needs at least one seed URL');
+    for (const seed of redisCluster) {
+      if (!/^(rediss?:\/\/)?[^/\s,]+:\d{1,5}\/?$/.test(seed)) {
+        throw bad('redis-cluster', `takes redis://host:port seed URLs separated by commas, got '${seed}'`);
+      }
+    }
+  }
+  const flag = localCluster ? 'local-cluster' : 'redis-cluster';
+  if (redisCluster !== null && localCluster) {
+    throw bad('local-cluster', 'starts its own cluster; it cannot be combined with --redis-cluster');
+  }
+  if (redisCluster !== null || localCluster) {
+    if (raw.redis !== undefined) throw bad(flag, 'replaces --redis; give one of them');
+    if (backend === 'memory') throw bad(flag, 'needs the redis backend');
+    if (withBaseline)
+      throw bad('baseline', 'runs on a single Redis; it cannot be combined with a Redis Cluster');
+  }
+  const replicas = oneOf('jetstream-replicas', raw.jetstreamReplicas, ['1', '3'] as const);
+  // A local cluster runs a 3-node JetStream cluster: its signal stream gets 3 replicas unless told otherwise.
+  const jetstreamReplicas = replicas === null ? (localCluster ? 3 : 1) : replicas === '3' ? 3 : 1;
+  return { partitions, redisCluster, localCluster, durability, jetstreamReplicas };
+}
+
 export function parseBenchOptions(raw: RawBenchOptions, env: NodeJS.ProcessEnv = process.env): BenchOptions {
   const backend = oneOf('backend', raw.backend, ['memory', 'redis', 'auto'] as const) ?? 'auto';
   const signals = oneOf('signals', raw.signals, ['jetstream', 'redis-streams', 'none'] as const);
@@ -216,10 +268,18 @@ export function parseBenchOptions(raw: RawBenchOptions, env: NodeJS.ProcessEnv =
   const baseline = baselines[0] ?? null;
   if (baseline && backend === 'memory')
     throw bad('baseline', 'runs on Redis; it cannot be combined with --backend memory');
+  const cluster = clusterOptions(raw, backend, baseline !== null);
   return {
-    backend,
-    redis: raw.redis ?? defaultRedisUrl(env),
-    redisSource: raw.redis !== undefined ? '--redis' : env.REDIS_URL ? '$REDIS_URL' : null,
+    ...cluster,
+    backend: cluster.redisCluster !== null || cluster.localCluster ? 'redis' : backend,
+    // With a cluster, `redis` is its first seed: what the reachability probe and the cost meter look at.
+    redis: cluster.redisCluster?.[0] ?? raw.redis ?? defaultRedisUrl(env),
+    redisSource:
+      cluster.redisCluster !== null || raw.redis !== undefined
+        ? '--redis'
+        : env.REDIS_URL
+          ? '$REDIS_URL'
+          : null,
     nats,
     natsExplicit: typeof raw.nats === 'string',
     signals,

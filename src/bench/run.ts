@@ -87,6 +87,18 @@ export function killRunStoreOptions(leaseMs: number): OpenStoreOptions {
   };
 }
 
+/** `--partitions`, `--redis-cluster` / `--local-cluster` and `--durability`, for the coordinator and every node. */
+export function clusterStoreOptions(
+  opts: Pick<BenchOptions, 'partitions' | 'redisCluster' | 'durability' | 'jetstreamReplicas'>,
+): OpenStoreOptions {
+  return {
+    ...(opts.partitions !== 1 ? { partitions: opts.partitions } : {}),
+    ...(opts.redisCluster !== null ? { redisCluster: opts.redisCluster } : {}),
+    ...(opts.durability !== 'async' ? { durability: opts.durability } : {}),
+    ...(opts.jetstreamReplicas !== 1 ? { jetstreamReplicas: opts.jetstreamReplicas } : {}),
+  };
+}
+
 export function backendLabel(spec: BackendSpec): string {
   return spec.kind === 'memory' ? 'memory' : `redis+${spec.signals}`;
 }
@@ -206,7 +218,10 @@ export async function runBench(opts: BenchOptions, io: BenchIO): Promise<BenchRe
   // storm of republished signals. With a node kill, though, signals the dead node pulled but never acked come
   // back only after the transport's redelivery timeout (JetStream ack_wait, Redis Streams idle reclaim: 30 s by
   // default) or a republish, so a kill run republishes sooner to keep recovery within a few leases.
-  const storeOptions: OpenStoreOptions = opts.killNodeAt ? killRunStoreOptions(opts.leaseMs) : {};
+  const storeOptions: OpenStoreOptions = {
+    ...(opts.killNodeAt ? killRunStoreOptions(opts.leaseMs) : {}),
+    ...clusterStoreOptions(opts),
+  };
   const store = await openStore(spec, storeOptions);
   // The coordinator's own Mailbox is never started (it runs nothing): it is the API the interrupts go through.
   const control = new Mailbox({
