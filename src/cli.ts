@@ -184,7 +184,7 @@ function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
       '--baseline <names>',
       'also run the same workload through bullmq, groupmq or both (bullmq,groupmq) and report the ratios',
     )
-    .option('--partitions <n>', 'partitions of the namespace, 1..1024 (spread over Redis Cluster slots)', '1')
+    .option('--partitions <n>', 'partitions of the namespace, 1..256 (spread over Redis Cluster slots)', '1')
     .option('--redis-cluster <urls>', 'seed URLs of a Redis Cluster, comma-separated (instead of --redis)')
     .option(
       '--local-cluster',

@@ -3,6 +3,7 @@
  * value is a `StorageError` of kind Validation naming the option.
  */
 import { StorageError } from '../contract/errors.js';
+import { MAX_PARTITIONS } from '../redis/keys.js';
 import { defaultNatsUrl, defaultRedisUrl } from './backend.js';
 import type { SignalsKind } from './backend.js';
 import type { ProgressMode } from './progress.js';
@@ -196,7 +197,7 @@ function clusterOptions(
   backend: BenchOptions['backend'],
   withBaseline: boolean,
 ): Pick<BenchOptions, 'partitions' | 'redisCluster' | 'localCluster' | 'durability' | 'jetstreamReplicas'> {
-  const partitions = integer('partitions', raw.partitions, 1, 1, 1024);
+  const partitions = integer('partitions', raw.partitions, 1, 1, MAX_PARTITIONS);
   const durability = oneOf('durability', raw.durability, ['async', 'replicated'] as const) ?? 'async';
   const localCluster = raw.localCluster === true;
   let redisCluster: string[] | null = null;

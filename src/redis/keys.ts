@@ -8,13 +8,19 @@
  * Ids (dispatch, thread, dedupe key) are always the LAST part of a key and every key kind has its own
  * fixed infix, so ids containing `:`, `{`, `}` or any other character cannot make two keys collide.
  *
- * A namespace split into N > 1 partitions (`partitionKeys`, src/redis/partitions.ts) gives partition k the
- * tag `{<namespace>:p<k>}` (`{@default:p<k>}` without a namespace) and otherwise the same layout, so each
- * partition is one slot; `:` is not allowed in namespace names, so partition tags never collide with a
- * namespace's own tag. With one partition the keys are exactly the ones above.
+ * A namespace split into N > 1 partitions (`partitionKeys`, src/redis/partitions.ts) gives partition k its
+ * own tag and otherwise the same layout, so each partition is one slot. The tag is `{<namespace>:p<k>}`
+ * (`{@default:p<k>}` without a namespace) when that hashes into the k-th of N equal ranges of the 16384
+ * cluster slots, else `{<namespace>:p<k>.<j>}` with the smallest j >= 1 that does: the N partitions sit
+ * evenly over the slot space, so a cluster whose masters own equal slot ranges gets an even share of them
+ * (a plain `{<ns>:p<k>}` lands where CRC16 puts it: 8 partitions over 3 masters were often 4/2/2). The
+ * choice depends only on the namespace, k and N, so it never changes. `:` is not allowed in namespace names,
+ * so partition tags never collide with a namespace's own tag. With one partition the keys are exactly the
+ * ones above.
  */
 import { StorageError } from '../contract/errors.js';
 import type { RunDispatchStatus } from '../contract/types.js';
+import { CLUSTER_SLOTS, keySlot } from './cluster.js';
 
 /** Letters, digits, `_` and `-`: safe in Redis keys, JetStream stream names and NATS subject tokens. */
 export const NAMESPACE_PATTERN = /^[A-Za-z0-9_-]+$/;
@@ -116,7 +122,7 @@ export function redisKeys(namespace: string | null): RedisKeys {
 }
 
 /** Most partitions a namespace may have. */
-export const MAX_PARTITIONS = 1024;
+export const MAX_PARTITIONS = 256;
 
 /**
  * The keys of partition `index` of a namespace split into `count` partitions. With `count` 1 this is
@@ -131,7 +137,18 @@ export function partitionKeys(namespace: string | null, index: number, count: nu
   }
   if (count === 1) return redisKeys(namespace);
   const ns = namespace === null ? null : validateNamespace(namespace);
-  return keysWithTag(ns, `{${ns ?? '@default'}:p${index}}`);
+  return keysWithTag(ns, partitionTag(ns ?? '@default', index, count));
+}
+
+/** The hash tag of partition `index` of `count` (see the module comment): stable, spread over the slots. */
+export function partitionTag(base: string, index: number, count: number): string {
+  const from = Math.floor((index * CLUSTER_SLOTS) / count);
+  const to = Math.floor(((index + 1) * CLUSTER_SLOTS) / count);
+  for (let j = 0; ; j++) {
+    const tag = j === 0 ? `{${base}:p${index}}` : `{${base}:p${index}.${j}}`;
+    const slot = keySlot(tag);
+    if (slot >= from && slot < to) return tag;
+  }
 }
 
 function keysWithTag(ns: string | null, hashTag: string): RedisKeys {

@@ -14,6 +14,7 @@ import type { MailboxStore } from '../../src/contract/store.js';
 import type { RunDispatch } from '../../src/contract/types.js';
 import { MemoryMailboxStore } from '../../src/memory/index.js';
 import { createMailboxStore, redisKeys } from '../../src/redis/index.js';
+import { keySlot } from '../../src/redis/cluster.js';
 import { partitionKeys } from '../../src/redis/keys.js';
 import { PartitionedRedisMailboxStore } from '../../src/redis/partitioned-store.js';
 import { fnv1a32, partitionOf } from '../../src/redis/partitions.js';
@@ -21,6 +22,17 @@ import { RedisMailboxStore } from '../../src/redis/store.js';
 import { redisUrl, testNamespace } from '../support/servers.js';
 
 const N = 4;
+/** The tags of namespace `ns` with 8 partitions: part of the data layout, so they must never change. */
+const PINNED_NS_8 = [
+  '{ns:p0.1}',
+  '{ns:p1.13}',
+  '{ns:p2}',
+  '{ns:p3.1}',
+  '{ns:p4.12}',
+  '{ns:p5.1}',
+  '{ns:p6.1}',
+  '{ns:p7.12}',
+];
 
 function dispatch(id: string, thread: string, at = 1000, extra: Partial<RunDispatch> = {}): RunDispatch {
   return queuedDispatch({
@@ -100,13 +112,22 @@ describe('partition keys', () => {
     }
   });
 
-  it('partition k of N > 1 has its own tag {<ns>:p<k>} ({@default:p<k>} without a namespace)', () => {
+  it('partition k of N > 1 has its own tag {<ns>:p<k>[.<j>]} in the k-th Nth of the slot space', () => {
     const k = partitionKeys('ns', 3, 8);
-    expect(k.prefix).toBe('awaken:{ns:p3}:');
-    expect(k.hashTag).toBe('{ns:p3}');
-    expect(k.record('d1')).toBe('awaken:{ns:p3}:d:d1');
-    expect(k.dispatchDirectory).toBe('awaken:{ns:p3}:dir');
-    expect(partitionKeys(null, 0, 2).prefix).toBe('awaken:{@default:p0}:');
+    expect(k.hashTag).toMatch(/^\{ns:p3(\.\d+)?\}$/);
+    expect(k.prefix).toBe(`awaken:${k.hashTag}:`);
+    expect(k.record('d1')).toBe(`awaken:${k.hashTag}:d:d1`);
+    expect(k.dispatchDirectory).toBe(`awaken:${k.hashTag}:dir`);
+    expect(partitionKeys(null, 0, 2).hashTag).toMatch(/^\{@default:p0(\.\d+)?\}$/);
+    for (const n of [2, 3, 8, 30, 256]) {
+      for (let p = 0; p < n; p++) {
+        const slot = keySlot(partitionKeys('tenant-1', p, n).prefix);
+        expect(slot).toBeGreaterThanOrEqual(Math.floor((p * 16384) / n));
+        expect(slot).toBeLessThan(Math.floor(((p + 1) * 16384) / n));
+      }
+    }
+    // Pinned: the tags (so every key) of a namespace never change.
+    expect([0, 1, 2, 3, 4, 5, 6, 7].map((p) => partitionKeys('ns', p, 8).hashTag)).toEqual(PINNED_NS_8);
     expect(() => partitionKeys('ns', 8, 8)).toThrow(StorageError);
     expect(() => partitionKeys('ns', 0, 0)).toThrow(StorageError);
   });
@@ -174,7 +195,7 @@ describe('partitioned store on one server', () => {
     const keys = await scanAll(raw, `awaken:{${namespace}*`);
     expect(keys.filter((k) => k.startsWith(`awaken:{${namespace}}:`))).toEqual([]);
     for (const key of keys) {
-      const tag = /^awaken:\{[^}]+:p(\d+)\}:(.*)$/.exec(key);
+      const tag = /^awaken:\{[^}]+:p(\d+)(?:\.\d+)?\}:(.*)$/.exec(key);
       expect(tag, key).not.toBeNull();
       const p = Number(tag![1]);
       const rest = tag![2]!;
