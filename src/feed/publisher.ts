@@ -89,6 +89,44 @@ function fromRecord(
 
 type Method = (...args: unknown[]) => unknown;
 
+/** The open publishers attached to each store object (see `wrapStore`). */
+const storePublishers = new WeakMap<MailboxStore, Set<Publisher>>();
+
+function first(publishers: Set<Publisher>): Publisher | undefined {
+  for (const p of publishers) return p;
+  return undefined;
+}
+
+/** Wrap `enqueue` and `requeueDeadLetter` of the store instance, for its publishers (one, at most, each). */
+function wrapStoreOnce(store: MailboxStore, publishers: Set<Publisher>): void {
+  const target = store as unknown as Record<string, unknown>;
+  const wrap = (name: string, after: (p: Publisher, args: unknown[], result: unknown) => void): void => {
+    const original = target[name];
+    if (typeof original !== 'function') return;
+    const bound = (original as Method).bind(store) as Method;
+    target[name] = async (...a: unknown[]) => {
+      const result = await bound(...a);
+      const publisher = first(publishers);
+      if (publisher !== undefined) after(publisher, a, result);
+      return result;
+    };
+  };
+  wrap('enqueue', (p, [input]) => {
+    const d = input as RunDispatchInput;
+    p.push({
+      type: 'enqueued',
+      dispatch_id: d.dispatch_id,
+      thread_id: d.thread_id,
+      run_id: d.run_id,
+      status: 'Queued',
+      attempt_count: d.attempt_count ?? 0,
+      at: d.updated_at ?? d.created_at,
+      node: p.node,
+    });
+  });
+  wrap('requeueDeadLetter', (p, _a, result) => p.push(fromRecord('requeued', result as RunDispatch, p.node)));
+}
+
 class Publisher implements LifecycleFeedPublisher {
   readonly #transport: FeedTransport;
   readonly #node: string | null;
@@ -159,34 +197,24 @@ class Publisher implements LifecycleFeedPublisher {
     on('handedBack', (d, reason) => this.push({ ...fromRecord('handedBack', d, node), error: cut(reason) }));
   }
 
-  /** Wrap `enqueue` and `requeueDeadLetter` of the store instance; inert once the publisher is closed. */
+  /**
+   * Publish the store's enqueues and requeues. The store's methods are wrapped once, whatever the number of
+   * publishers attached to it (several Mailboxes may share one store object): each event goes to ONE open
+   * publisher of the store, the oldest, so nothing is published twice.
+   */
   wrapStore(store: MailboxStore): void {
-    const target = store as unknown as Record<string, unknown>;
-    const node = this.#node;
-    const wrap = (name: string, after: (args: unknown[], result: unknown) => void): void => {
-      const original = target[name];
-      if (typeof original !== 'function') return;
-      const bound = (original as Method).bind(store) as Method;
-      target[name] = async (...a: unknown[]) => {
-        const result = await bound(...a);
-        if (!this.#closed) after(a, result);
-        return result;
-      };
-    };
-    wrap('enqueue', ([input]) => {
-      const d = input as RunDispatchInput;
-      this.push({
-        type: 'enqueued',
-        dispatch_id: d.dispatch_id,
-        thread_id: d.thread_id,
-        run_id: d.run_id,
-        status: 'Queued',
-        attempt_count: d.attempt_count ?? 0,
-        at: d.updated_at ?? d.created_at,
-        node,
-      });
-    });
-    wrap('requeueDeadLetter', (_a, result) => this.push(fromRecord('requeued', result as RunDispatch, node)));
+    let publishers = storePublishers.get(store);
+    if (publishers === undefined) {
+      publishers = new Set();
+      storePublishers.set(store, publishers);
+      wrapStoreOnce(store, publishers);
+    }
+    publishers.add(this);
+    this.#detach.push(() => publishers.delete(this));
+  }
+
+  get node(): string | null {
+    return this.#node;
   }
 
   #kick(): void {

@@ -298,6 +298,39 @@ describe('lifecycle feed transports', () => {
     }
   });
 
+  it('publishers sharing one store publish each enqueue once, and hand over when one closes', async () => {
+    const store = new MemoryMailboxStore();
+    const feed = await openLifecycleFeed(store);
+    const seen = collect(feed);
+    const a = attachLifecycleFeed({ store, node: 'a', flushMs: 1 });
+    const b = attachLifecycleFeed({ store, node: 'b', flushMs: 1 });
+    const enqueue = (id: string): Promise<void> => {
+      const at = Date.now();
+      return store.enqueue({
+        dispatch_id: id,
+        thread_id: 't1',
+        run_id: `r-${id}`,
+        created_at: at,
+        updated_at: at,
+        available_at: at,
+      } as RunDispatch);
+    };
+    await enqueue('e1');
+    await a.close();
+    await enqueue('e2');
+    await b.flush();
+    await eventually('both enqueues', () => (seen.length >= 2 ? true : undefined));
+    expect(seen.map((e) => [e.dispatch_id, e.node])).toEqual([
+      ['e1', 'a'],
+      ['e2', 'b'],
+    ]);
+    await b.close();
+    await enqueue('e3'); // no publisher left: nothing published, the enqueue itself works
+    expect(await store.loadDispatch('e3')).not.toBeNull();
+    await feed.close();
+    await store.close();
+  });
+
   it('a publisher whose transport fails keeps at most maxBuffered events and counts the rest', async () => {
     const store = new MemoryMailboxStore();
     let fail = true;
