@@ -13,7 +13,7 @@ import { keySlot } from '../../src/redis/cluster.js';
 import { createMailboxStore } from '../../src/redis/index.js';
 import type { PartitionedRedisMailboxStore } from '../../src/redis/partitioned-store.js';
 import { loadLibrary } from '../../src/redis/scripts.js';
-import { partitionOf } from '../../src/redis/partitions.js';
+import { directoryShardOf, partitionOf } from '../../src/redis/partitions.js';
 import { testNamespace } from '../support/servers.js';
 import {
   clusterBinaries,
@@ -27,6 +27,11 @@ const PARTITIONS = 8;
 
 const dispatch = (id: string, thread: string) =>
   queuedDispatch({ dispatch_id: id, thread_id: thread, run_id: `run-${id}`, created_at: 1000 });
+
+/** A dispatch id whose directory entry lives in partition `p`. */
+function idOf(p: number, prefix: string): string {
+  for (let i = 0; ; i++) if (directoryShardOf(`${prefix}-${i}`, PARTITIONS) === p) return `${prefix}-${i}`;
+}
 
 /** A thread of partition `p`. */
 function threadOf(p: number): string {
@@ -157,8 +162,9 @@ describe.skipIf(!clusterBinaries)('Redis Cluster connections', () => {
       expect((err as StorageError).message).toMatch(/may have happened/);
       // It did happen on the master.
       expect((await store.loadDispatch('unconfirmed'))?.status).toBe('Queued');
-      // Partitions on the other masters are confirmed by their own replicas meanwhile.
-      for (const p of others) await store.enqueue(dispatch(`other-${p}`, threadOf(p)));
+      // Partitions on the other masters are confirmed by their own replicas meanwhile (ids whose directory
+      // entry also lives there: an enqueue waits for the directory's master too).
+      for (const p of others) await store.enqueue(dispatch(idOf(p, 'other'), threadOf(p)));
       replica.signal('SIGCONT');
       stopped.pop();
       await redis.waitHealthy(30_000);
