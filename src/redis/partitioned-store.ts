@@ -42,6 +42,7 @@ import { terminalKey, type RedisKeys } from './keys.js';
 import type { Durability } from './options.js';
 import {
   RouteCache,
+  appendTo,
   compareBytes,
   directoryShardOf,
   mergeQuotas,
@@ -785,7 +786,7 @@ export class PartitionedRedisMailboxStore extends RedisMailboxStore {
       const bySlot = new Map<number, string[]>();
       for (const key of batch) {
         const slot = isCluster(this.#client) ? keySlot(key) : 0;
-        bySlot.set(slot, [...(bySlot.get(slot) ?? []), key]);
+        appendTo(bySlot, slot, key);
       }
       for (const keys of bySlot.values()) await this.#io(() => this.#client.unlink(...keys));
     } while (cursor !== '0');
@@ -871,7 +872,7 @@ export class PartitionedRedisMailboxStore extends RedisMailboxStore {
       ids.map(async (d) => {
         let p = n === 1 ? 0 : this.#routes.get(d);
         if (p === undefined) p = (await this.#locate(d)) ?? directoryShardOf(d, n);
-        groups.set(p, [...(groups.get(p) ?? []), d]);
+        appendTo(groups, p, d);
       }),
     );
     return groups;
@@ -910,7 +911,7 @@ export class PartitionedRedisMailboxStore extends RedisMailboxStore {
     for (const d of gone) {
       this.#routes.delete(d);
       const shard = directoryShardOf(d, this.#parts.length);
-      byShard.set(shard, [...(byShard.get(shard) ?? []), d, String(p)]);
+      appendTo(byShard, shard, d, String(p));
     }
     await Promise.all(
       [...byShard].map(([shard, pairs]) =>

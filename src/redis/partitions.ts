@@ -155,3 +155,10 @@ export function mergeQuotas(
   }
   return { skipped, taken, window };
 }
+
+/** Append `values` to the list under `key` (creating it). */
+export function appendTo<K, V>(groups: Map<K, V[]>, key: K, ...values: V[]): void {
+  const list = groups.get(key);
+  if (list) list.push(...values);
+  else groups.set(key, values);
+}

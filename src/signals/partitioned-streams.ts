@@ -22,7 +22,7 @@ import * as args from '../contract/args.js';
 import { StorageError } from '../contract/errors.js';
 import type { RedisClient } from '../redis/cluster.js';
 import type { RedisKeys } from '../redis/keys.js';
-import { partitionOf } from '../redis/partitions.js';
+import { appendTo, partitionOf } from '../redis/partitions.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { createRedisStreamsSignals, type RedisStreamsSignals } from './redis-streams.js';
 import type { RawSignal, SignalRef, SignalTransport } from './transport.js';
@@ -93,7 +93,7 @@ class PartitionedStreamsTransport implements SignalTransport {
     const groups = new Map<number, SignalRef[]>();
     for (const s of signals) {
       const p = partitionOf(s.thread_id, this.#subs.length);
-      groups.set(p, [...(groups.get(p) ?? []), s]);
+      appendTo(groups, p, s);
     }
     await Promise.all([...groups].map(([p, group]) => this.#subs[p]?.publish(group)));
   }
