@@ -9,7 +9,7 @@ import { Redis } from 'ioredis';
 import type { ProgressStream } from './progress.js';
 import { hostPort } from './backend.js';
 import { parseInfo, redisCpuSeconds } from './cost.js';
-import { startNatsCluster, startRedisCluster } from './local-cluster.js';
+import { startClusters } from './local-cluster.js';
 import type { BenchOptions } from './options.js';
 
 /** What one master did during the run. */
@@ -148,10 +148,7 @@ export async function withLocalCluster<T>(
       '\n',
   );
   const started = Date.now();
-  const [redis, nats] = await Promise.all([
-    startRedisCluster(),
-    opts.nats === null ? Promise.resolve(null) : startNatsCluster(),
-  ]);
+  const { redis, nats } = await startClusters(opts.nats !== null);
   try {
     stderr.write(
       `bench: local cluster ready in ${Date.now() - started} ms: redis ${redis.seeds.join(',')}` +

@@ -102,6 +102,43 @@ export interface LocalNode {
   restart(): Promise<void>;
 }
 
+/**
+ * Every server process started here and still running, and every temp dir not yet removed: if this process
+ * exits without stopping its clusters, the processes are killed and the dirs removed.
+ */
+const running = new Set<ChildProcess>();
+const tempDirs = new Set<string>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const c of running) if (c.pid !== undefined && !exited(c)) process.kill(c.pid, 'SIGKILL');
+    for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+  });
+}
+
+function track(child: ChildProcess): ChildProcess {
+  installExitHook();
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  return child;
+}
+
+/** A temp dir for a cluster, removed at exit unless `removeDir` ran first. */
+function makeDir(prefix: string): string {
+  installExitHook();
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.add(dir);
+  return dir;
+}
+
+function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  tempDirs.delete(dir);
+}
+
 class Process implements LocalNode {
   #child: ChildProcess | null = null;
   readonly #start: () => ChildProcess;
@@ -112,8 +149,8 @@ class Process implements LocalNode {
     readonly dir: string,
     start: () => ChildProcess,
   ) {
-    this.#start = start;
-    this.#child = start();
+    this.#start = () => track(start());
+    this.#child = this.#start();
   }
 
   get pid(): number {
@@ -225,6 +262,25 @@ async function nodeHealthy(port: number): Promise<boolean> {
   });
 }
 
+/**
+ * A Redis Cluster and, unless `nats` is false, a JetStream cluster, started together; if either fails to
+ * start, the other is stopped before the error is thrown.
+ */
+export async function startClusters(
+  nats: boolean,
+): Promise<{ redis: LocalRedisCluster; nats: LocalNatsCluster | null }> {
+  const [r, n] = await Promise.allSettled([
+    startRedisCluster(),
+    nats ? startNatsCluster() : Promise.resolve(null),
+  ]);
+  if (r.status === 'fulfilled' && n.status === 'fulfilled') return { redis: r.value, nats: n.value };
+  await Promise.allSettled([
+    r.status === 'fulfilled' ? r.value.stop() : null,
+    n.status === 'fulfilled' ? n.value?.stop() : null,
+  ]);
+  throw r.status === 'rejected' ? r.reason : (n as PromiseRejectedResult).reason;
+}
+
 /** Start attempts: a port the OS called free can be taken by someone else before the server binds it. */
 const START_ATTEMPTS = 3;
 
@@ -270,12 +326,12 @@ async function startRedisClusterOnce(options: RedisClusterOptions): Promise<Loca
   const nodeTimeout = options.nodeTimeoutMs ?? 1000;
   const readyTimeout = options.readyTimeoutMs ?? 30_000;
   const count = masters * 2;
-  const dir = mkdtempSync(join(tmpdir(), 'awaken-redis-cluster-'));
+  const dir = makeDir('awaken-redis-cluster-');
   const ports = await freePorts(count * 2);
   const nodes: Process[] = [];
   const stopAll = async (): Promise<void> => {
     await Promise.all(nodes.map((n) => n.stop()));
-    rmSync(dir, { recursive: true, force: true });
+    removeDir(dir);
   };
   try {
     for (let i = 0; i < count; i++) {
@@ -428,7 +484,7 @@ export function startNatsCluster(options: NatsClusterOptions = {}): Promise<Loca
 async function startNatsClusterOnce(options: NatsClusterOptions): Promise<LocalNatsCluster> {
   const size = options.size ?? 3;
   const readyTimeout = options.readyTimeoutMs ?? 30_000;
-  const dir = mkdtempSync(join(tmpdir(), 'awaken-nats-cluster-'));
+  const dir = makeDir('awaken-nats-cluster-');
   const ports = await freePorts(size * 3);
   const clientPorts = ports.slice(0, size);
   const routePorts = ports.slice(size, size * 2);
@@ -437,7 +493,7 @@ async function startNatsClusterOnce(options: NatsClusterOptions): Promise<LocalN
   const monitorOf = new Map<string, number>();
   const stopAll = async (): Promise<void> => {
     await Promise.all(nodes.map((n) => n.stop()));
-    rmSync(dir, { recursive: true, force: true });
+    removeDir(dir);
   };
   try {
     for (let i = 0; i < size; i++) {

@@ -10,11 +10,12 @@
  *
  * A namespace split into N > 1 partitions (`partitionKeys`, src/redis/partitions.ts) gives partition k its
  * own tag and otherwise the same layout, so each partition is one slot. The tag is `{<namespace>:p<k>}`
- * (`{@default:p<k>}` without a namespace) when that hashes into the k-th of N equal ranges of the 16384
- * cluster slots, else `{<namespace>:p<k>.<j>}` with the smallest j >= 1 that does: the N partitions sit
- * evenly over the slot space, so a cluster whose masters own equal slot ranges gets an even share of them
- * (a plain `{<ns>:p<k>}` lands where CRC16 puts it: 8 partitions over 3 masters were often 4/2/2). The
- * choice depends only on the namespace, k and N, so it never changes. `:` is not allowed in namespace names,
+ * (`{@default:p<k>}` without a namespace) when that hashes into the middle quarter of the k-th of N equal
+ * ranges of the 16384 cluster slots, else `{<namespace>:p<k>.<j>}` with the smallest j >= 1 that does: the N
+ * partitions sit at even intervals over the slot space, away from range edges, so masters owning equal
+ * slot ranges get an even share of them (8 over 3 masters: 3/2/3; a plain `{<ns>:p<k>}` lands wherever
+ * CRC16 puts it, and 8 partitions over 3 masters were often 4/2/2). The choice depends only on the
+ * namespace, k and N, so it never changes. `:` is not allowed in namespace names,
  * so partition tags never collide with a namespace's own tag. With one partition the keys are exactly the
  * ones above.
  */
@@ -142,8 +143,22 @@ export function partitionKeys(namespace: string | null, index: number, count: nu
 
 /** The hash tag of partition `index` of `count` (see the module comment): stable, spread over the slots. */
 export function partitionTag(base: string, index: number, count: number): string {
-  const from = Math.floor((index * CLUSTER_SLOTS) / count);
-  const to = Math.floor(((index + 1) * CLUSTER_SLOTS) / count);
+  const memo = `${base}\0${index}\0${count}`;
+  const known = tagMemo.get(memo);
+  if (known !== undefined) return known;
+  const tag = searchPartitionTag(base, index, count);
+  tagMemo.set(memo, tag);
+  return tag;
+}
+
+/** Tags already searched (up to a few thousand per process: namespaces × partitions). */
+const tagMemo = new Map<string, string>();
+
+function searchPartitionTag(base: string, index: number, count: number): string {
+  const segment = CLUSTER_SLOTS / count;
+  const center = (index + 0.5) * segment;
+  const from = Math.floor(center - segment / 8);
+  const to = Math.max(from + 1, Math.floor(center + segment / 8));
   for (let j = 0; ; j++) {
     const tag = j === 0 ? `{${base}:p${index}}` : `{${base}:p${index}.${j}}`;
     const slot = keySlot(tag);

@@ -15,8 +15,7 @@ import { testNamespace } from '../support/servers.js';
 import {
   clusterBinaries,
   rawCluster,
-  startNatsCluster,
-  startRedisCluster,
+  startClusters,
   type LocalNatsCluster,
   type LocalRedisCluster,
 } from '../support/cluster.js';
@@ -29,7 +28,9 @@ describe.skipIf(!clusterBinaries)('on a Redis Cluster and a JetStream cluster', 
   let raw: Cluster;
 
   beforeAll(async () => {
-    [redis, nats] = await Promise.all([startRedisCluster(), startNatsCluster()]);
+    const started = await startClusters(true);
+    redis = started.redis;
+    nats = started.nats as LocalNatsCluster;
     raw = rawCluster(redis.seeds);
   }, 120_000);
 

@@ -27,10 +27,10 @@ const PINNED_NS_8 = [
   '{ns:p0.1}',
   '{ns:p1.13}',
   '{ns:p2}',
-  '{ns:p3.1}',
-  '{ns:p4.12}',
-  '{ns:p5.1}',
-  '{ns:p6.1}',
+  '{ns:p3.9}',
+  '{ns:p4.159}',
+  '{ns:p5.59}',
+  '{ns:p6.60}',
   '{ns:p7.12}',
 ];
 
@@ -112,7 +112,7 @@ describe('partition keys', () => {
     }
   });
 
-  it('partition k of N > 1 has its own tag {<ns>:p<k>[.<j>]} in the k-th Nth of the slot space', () => {
+  it('partition k of N > 1 has its own tag {<ns>:p<k>[.<j>]} in the middle of the k-th Nth of the slots', () => {
     const k = partitionKeys('ns', 3, 8);
     expect(k.hashTag).toMatch(/^\{ns:p3(\.\d+)?\}$/);
     expect(k.prefix).toBe(`awaken:${k.hashTag}:`);
@@ -122,9 +122,18 @@ describe('partition keys', () => {
     for (const n of [2, 3, 8, 30, 256]) {
       for (let p = 0; p < n; p++) {
         const slot = keySlot(partitionKeys('tenant-1', p, n).prefix);
-        expect(slot).toBeGreaterThanOrEqual(Math.floor((p * 16384) / n));
-        expect(slot).toBeLessThan(Math.floor(((p + 1) * 16384) / n));
+        const segment = 16384 / n;
+        expect(Math.abs(slot + 0.5 - (p + 0.5) * segment)).toBeLessThanOrEqual(segment / 8 + 1);
       }
+    }
+    // 8 partitions over 3 masters with equal slot ranges: 3/2/3 for any namespace.
+    for (let i = 0; i < 50; i++) {
+      const perMaster = [0, 0, 0];
+      for (let p = 0; p < 8; p++) {
+        const slot = keySlot(partitionKeys(`tenant-${i}`, p, 8).prefix);
+        perMaster[slot < 5461 ? 0 : slot < 10923 ? 1 : 2]! += 1;
+      }
+      expect(perMaster).toEqual([3, 2, 3]);
     }
     // Pinned: the tags (so every key) of a namespace never change.
     expect([0, 1, 2, 3, 4, 5, 6, 7].map((p) => partitionKeys('ns', p, 8).hashTag)).toEqual(PINNED_NS_8);

@@ -7,6 +7,7 @@ import { Cluster } from 'ioredis';
 import { binaryOnPath } from '../../src/bench/local-cluster.js';
 
 export {
+  startClusters,
   startNatsCluster,
   startRedisCluster,
   waitUntil,
