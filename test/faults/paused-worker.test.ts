@@ -182,7 +182,9 @@ describe('paused worker (SIGSTOP past its lease, then SIGCONT)', () => {
             : call.result === false || call.result === null;
         expect(rejected, `late ${call.method}: ${JSON.stringify(call)}`).toBe(true);
       }
-      expect(lateCalls.some((c) => c.method === 'extendLease')).toBe(true);
+      // Its lease deadline passed while it was frozen: the Mailbox aborts the run on its own clock (fencing)
+      // instead of asking Redis first, so there may be no late call at all; any it still makes is rejected.
+      expect(lateCalls.filter((c) => c.method === 'extendLease' && c.result === true)).toEqual([]);
 
       // Still Acked exactly once, untouched by the late node; nobody runs it again.
       await sleep(2 * LEASE_MS);
@@ -260,7 +262,8 @@ describe('paused worker (SIGSTOP past its lease, then SIGCONT)', () => {
       const lateCalls = node.events.filter(
         (e) => e.event === 'call' && e.dispatchId === dispatchId && e.at >= resumedAt,
       );
-      expect(lateCalls.length).toBeGreaterThan(0);
+      // The run outlived its lease while frozen: the Mailbox settles it as lost and writes nothing with the
+      // stale token (fencing by the local lease deadline); whatever call it still makes must be rejected.
       for (const call of lateCalls) {
         const rejected =
           call.ok === false
