@@ -183,7 +183,7 @@ export class PartitionedRedisMailboxStore extends RedisMailboxStore {
       return;
     }
     const shard = directoryShardOf(d.dispatch_id, this.#parts.length);
-    const created = await this.#claimDirectoryEntry(d.dispatch_id, p, shard);
+    const created = await this.#claimDirectoryEntry(d, p, shard);
     try {
       await this.#durable([p, shard], () => this.#part(p).enqueue(dispatch));
     } catch (err) {
@@ -883,7 +883,8 @@ export class PartitionedRedisMailboxStore extends RedisMailboxStore {
    * taken: `AlreadyExists(did)`. An owner without its record (purged, or a failed enqueue) is replaced if it
    * did not change meanwhile. True when this call wrote the entry.
    */
-  async #claimDirectoryEntry(did: string, p: number, shard: number): Promise<boolean> {
+  async #claimDirectoryEntry(d: RunDispatch, p: number, shard: number): Promise<boolean> {
+    const did = d.dispatch_id;
     const key = (this.#keysOf[shard] as RedisKeys).dispatchDirectory;
     for (let attempt = 0; attempt < DIRECTORY_ATTEMPTS; attempt++) {
       if ((await this.#io(() => this.#client.hsetnx(key, did, String(p)))) === 1) return true;
@@ -894,12 +895,31 @@ export class PartitionedRedisMailboxStore extends RedisMailboxStore {
       const valid = Number.isSafeInteger(q) && q >= 0 && q < this.#parts.length;
       if (valid) {
         const exists = await this.#io(() => this.#client.exists((this.#keysOf[q] as RedisKeys).record(did)));
-        if (exists === 1) throw StorageError.alreadyExists(did);
+        if (exists === 1) {
+          // The enqueue script checks the dedupe key before the id: so does this refusal.
+          await this.#refuseDedupeConflict(d, p);
+          throw StorageError.alreadyExists(did);
+        }
       }
       const swapped = await this.#io(() => this.#client.eval(DIRECTORY_SWAP, 1, key, did, owner, String(p)));
       if (swapped === 1) return true;
     }
     throw StorageError.io(`dispatch directory entry of '${did}' keeps changing; try again`);
+  }
+
+  /**
+   * `AlreadyExists("dedupe_key=<key>")` when a non-terminal dispatch of `d`'s thread holds its dedupe key,
+   * as the enqueue script would answer before looking at the id.
+   */
+  async #refuseDedupeConflict(d: RunDispatch, p: number): Promise<void> {
+    if (d.dedupe_key === null) return;
+    const k = this.#keysOf[p] as RedisKeys;
+    const holder = await this.#io(() => this.#client.hget(k.dedupe(d.thread_id), d.dedupe_key as string));
+    if (holder === null) return;
+    const status = await this.#io(() => this.#client.hget(k.record(holder), 'status'));
+    if (status === 'Queued' || status === 'Claimed') {
+      throw StorageError.alreadyExists(`dedupe_key=${d.dedupe_key}`);
+    }
   }
 
   /** Remove the directory entries of `ids` that point at `p` and whose record in `p` is gone. */

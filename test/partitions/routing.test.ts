@@ -234,6 +234,24 @@ describe('partitioned store on one server', () => {
     await store.destroyNamespace();
   });
 
+  it('a dedupe collision is reported before a duplicate id on another partition, as on one partition', async () => {
+    const [a, b] = threadsInDistinctPartitions(2);
+    await store.enqueue(dispatch('dup-id', a!));
+    await store.enqueue(dispatch('holder', b!, 1000, { dedupe_key: 'k1' }));
+    const err = await other
+      .enqueue(dispatch('dup-id', b!, 1000, { dedupe_key: 'k1' }))
+      .catch((e: unknown) => e);
+    expect((err as StorageError).kind).toBe('AlreadyExists');
+    expect((err as StorageError).detail).toBe('dedupe_key=k1');
+    // Once the holder is terminal, the duplicate id is what is refused.
+    await store.cancel('holder', 1100);
+    const again = await other
+      .enqueue(dispatch('dup-id', b!, 1000, { dedupe_key: 'k1' }))
+      .catch((e: unknown) => e);
+    expect((again as StorageError).detail).toBe('dup-id');
+    await store.destroyNamespace();
+  });
+
   it('purging a record removes its directory entry; the id can then live on another partition', async () => {
     const [a, b] = threadsInDistinctPartitions(2);
     await store.enqueue(dispatch('reuse', a!));
