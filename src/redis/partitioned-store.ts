@@ -38,6 +38,7 @@ import type { SignalRef } from '../signals/transport.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { connectionForKey, isCluster, keySlot, masterConnections, type RedisClient } from './cluster.js';
 import { toIoError } from './errors.js';
+import { id, text, wellFormed } from './ids.js';
 import { terminalKey, type RedisKeys } from './keys.js';
 import type { Durability } from './options.js';
 import {
@@ -68,17 +69,6 @@ const PURGE_BATCH = 1000;
 /** Lookups tried before giving up on a directory entry that keeps changing under us. */
 const DIRECTORY_ATTEMPTS = 4;
 
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
-function wellFormed(name: string, value: string): string {
-  if (LONE_SURROGATE.test(value)) {
-    throw StorageError.validation(`${name} must be well-formed Unicode (no lone surrogates)`);
-  }
-  return value;
-}
-
-const id = (name: string, value: unknown): string => wellFormed(name, args.id(name, value));
-const text = (name: string, value: unknown): string => wellFormed(name, args.text(name, value));
 const optionalToken = (value: unknown, name = 'claim_token'): void => {
   if (value !== undefined) id(name, value);
 };

@@ -11,6 +11,7 @@ import type { Redis } from 'ioredis';
 import { uuidV7 as uuidv7 } from '../util/uuid.js';
 import * as args from '../contract/args.js';
 import { StorageError } from '../contract/errors.js';
+import { id, text, wellFormed } from './ids.js';
 import {
   FUSED_STORE,
   HAND_BACK_STORE,
@@ -86,19 +87,6 @@ export interface RedisMailboxStoreParts {
 export const PURGE_BATCH = 1000;
 /** Keys deleted per UNLINK during `destroyNamespace`. */
 const DESTROY_SCAN_COUNT = 1000;
-
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
-/** Redis stores UTF-8: a lone surrogate would be replaced and two different ids could share a key. */
-function wellFormed(name: string, value: string): string {
-  if (LONE_SURROGATE.test(value)) {
-    throw StorageError.validation(`${name} must be well-formed Unicode (no lone surrogates)`);
-  }
-  return value;
-}
-
-const id = (name: string, value: unknown): string => wellFormed(name, args.id(name, value));
-const text = (name: string, value: unknown): string => wellFormed(name, args.text(name, value));
 
 /** A caller-minted claim token (`HandBackMailboxStore`), or a fresh one. */
 function claimTokenArg(claimToken: unknown, name = 'claim_token'): string {
