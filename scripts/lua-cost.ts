@@ -1,13 +1,21 @@
 /**
  * Redis cost of one dispatch lifecycle as the Mailbox drives it (enqueue, then the thread's chained
  * completeAndClaimNext), measured as deltas of `INFO commandstats` / `INFO cpu` on a Redis that nothing else
- * uses:   npx tsx scripts/lua-cost.ts [redis-url] [dispatches] [threads]
+ * uses (it runs CONFIG RESETSTAT there, so the URL is required):
+ *   npm run bench:lua -- <redis-url> [dispatches] [threads]
+ * e.g. `redis-server --port 6390 --save '' --daemonize yes` then `npm run bench:lua -- redis://127.0.0.1:6390`.
  */
 import { Redis } from 'ioredis';
 import { queuedDispatch } from '../src/contract/helpers.js';
 import { createMailboxStore } from '../src/redis/index.js';
 
-const url = process.argv[2]?.startsWith('redis') ? process.argv[2] : 'redis://127.0.0.1:6391';
+const url = process.argv[2] ?? '';
+if (!/^rediss?:\/\//.test(url)) {
+  process.stderr.write(
+    'usage: npm run bench:lua -- <redis-url of a server nothing else uses> [dispatches] [threads]\n',
+  );
+  process.exit(2);
+}
 const total = Number(process.argv[3] ?? 20000);
 const threads = Number(process.argv[4] ?? 64);
 
