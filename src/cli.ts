@@ -9,7 +9,7 @@ import { Command, CommanderError } from 'commander';
 import { StorageError } from './contract/errors.js';
 import { defaultNatsUrl, defaultRedisUrl } from './bench/backend.js';
 import { formatDoctor, runDoctor } from './bench/doctor.js';
-import { parseLimit, parseOffset, parseStatusList, runInspect } from './bench/inspect.js';
+import { parseLimit, parseOffset, parsePartitions, parseStatusList, runInspect } from './bench/inspect.js';
 import { BENCH_DEFAULTS, parseBenchOptions } from './bench/options.js';
 import type { BenchOptions, RawBenchOptions } from './bench/options.js';
 import { ClusterShareMeter, formatShares, withLocalCluster } from './bench/cluster-bench.js';
@@ -236,6 +236,7 @@ function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
     )
     .option('--limit <n>', 'page size, 1..200', '50')
     .option('--offset <n>', 'matching records to skip (next_offset of the previous page)', '0')
+    .option('--partitions <n>', 'partitions the namespace was created with (partitions: N), 1..256', '1')
     .addHelpText('after', INSPECT_HELP)
     .action(
       async (raw: {
@@ -246,8 +247,10 @@ function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
         status?: string;
         limit: string;
         offset: string;
+        partitions: string;
       }) => {
         const out = await runInspect({
+          partitions: parsePartitions(raw.partitions),
           redis: raw.redis ?? defaultRedisUrl(io.env),
           namespace: raw.namespace ?? null,
           thread: raw.thread ?? null,

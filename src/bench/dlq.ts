@@ -18,6 +18,7 @@ import { StorageError } from '../contract/errors.js';
 import type { MailboxStore } from '../contract/store.js';
 import type { RunDispatch } from '../contract/types.js';
 import { createMailboxStore } from '../redis/create-store.js';
+import { parsePartitions } from './inspect.js';
 import type { SignalsMode } from '../redis/options.js';
 import { defaultNatsUrl, defaultRedisUrl } from './backend.js';
 
@@ -225,6 +226,7 @@ interface Connection {
   nats?: string;
   signals?: string;
   namespace?: string;
+  partitions?: string;
 }
 
 /**
@@ -244,6 +246,7 @@ async function openStore(
   return createMailboxStore({
     redis: conn.redis ?? defaultRedisUrl(env),
     ...(conn.namespace !== undefined ? { namespace: conn.namespace } : {}),
+    ...(conn.partitions !== undefined ? { partitions: parsePartitions(conn.partitions) } : {}),
     ...(withSignals ? { signals, ...(nats !== undefined ? { nats } : {}) } : { signals: 'none' }),
   });
 }
@@ -274,7 +277,8 @@ export function registerDlqCommand(program: Command, io: DlqCliIO, setExit: (cod
   const connectionOptions = (cmd: Command): Command =>
     cmd
       .option('--redis <url>', 'Redis URL (default $REDIS_URL or redis://127.0.0.1:6379)')
-      .option('--namespace <ns>', 'the store namespace (default: the upstream-compatible default keys)');
+      .option('--namespace <ns>', 'the store namespace (default: the upstream-compatible default keys)')
+      .option('--partitions <n>', 'partitions the namespace was created with (partitions: N), 1..256');
   const withStore = async <T>(
     conn: Connection,
     withSignals: boolean,

@@ -11,6 +11,8 @@ import type { RunDispatch, RunDispatchStatus } from '../contract/types.js';
 import { RUN_DISPATCH_STATUSES, isTerminal } from '../contract/types.js';
 import { closeRedis, collectSecrets, openOwnedRedis } from '../redis/connections.js';
 import { createMailboxStore } from '../redis/create-store.js';
+import type { RedisKeys } from '../redis/keys.js';
+import { PartitionedRedisMailboxStore } from '../redis/partitioned-store.js';
 import { resolveOptions } from '../redis/options.js';
 import type { RedisMailboxStore } from '../redis/store.js';
 
@@ -22,6 +24,8 @@ export interface InspectOptions {
   status: RunDispatchStatus[] | null;
   limit: number;
   offset: number;
+  /** Partitions of the namespace (as created with `partitions: N`); 1 = the single-partition layout. */
+  partitions?: number;
 }
 
 export const INSPECT_MAX_LIMIT = 200;
@@ -62,6 +66,15 @@ export function parseLimit(text: string): number {
   return n;
 }
 
+/** `--partitions`: 1..=256, as `createMailboxStore`'s `partitions`. */
+export function parsePartitions(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n) || n < 1 || n > 256) {
+    throw StorageError.validation(`--partitions must be an integer in 1..256, got '${text}'`);
+  }
+  return n;
+}
+
 /** `--offset`: records to skip, 0..=10 000 000. */
 export function parseOffset(text: string): number {
   const n = Number(text);
@@ -84,7 +97,12 @@ async function withStore<T>(opts: InspectOptions, fn: (opened: Opened) => Promis
   const secrets = collectSecrets(resolved);
   const redis = await openOwnedRedis(opts.redis, resolved, secrets, 'inspect');
   try {
-    const store = await createMailboxStore({ redis, signals: 'none', namespace });
+    const store = await createMailboxStore({
+      redis,
+      signals: 'none',
+      namespace,
+      partitions: opts.partitions ?? 1,
+    });
     try {
       return await fn({ store, redis });
     } finally {
@@ -216,9 +234,22 @@ async function* rankBatches(redis: Redis, key: string): AsyncGenerator<string[]>
   }
 }
 
+/** Each partition's keys (one entry for a namespace with one partition). */
+function keySets(store: RedisMailboxStore): readonly RedisKeys[] {
+  return store instanceof PartitionedRedisMailboxStore ? store.partitionKeys : [store.keys];
+}
+
 async function* queuedBatches(store: RedisMailboxStore, redis: Redis): AsyncGenerator<RunDispatch[]> {
+  for (const keys of keySets(store)) yield* queuedBatchesOf(store, redis, keys);
+}
+
+async function* queuedBatchesOf(
+  store: RedisMailboxStore,
+  redis: Redis,
+  keys: RedisKeys,
+): AsyncGenerator<RunDispatch[]> {
   // The queued-threads index has every score 0, so rank order is thread id (byte) order.
-  for await (const threads of rankBatches(redis, store.keys.queuedThreads)) {
+  for await (const threads of rankBatches(redis, keys.queuedThreads)) {
     for (const thread of threads) {
       for (let offset = 0; ; offset += SCAN_BATCH) {
         const batch = await store.listDispatches(thread, ['Queued'], SCAN_BATCH, offset);
@@ -232,9 +263,11 @@ async function* queuedBatches(store: RedisMailboxStore, redis: Redis): AsyncGene
 async function* claimedBatches(store: RedisMailboxStore, redis: Redis): AsyncGenerator<RunDispatch[]> {
   // The lease index holds Claimed dispatch ids by lease expiry; a record that settled since is filtered out
   // by status in `matching`.
-  for await (const ids of rankBatches(redis, store.keys.leases)) {
-    const records = await store.loadDispatches(ids);
-    yield records.filter((d): d is RunDispatch => d !== null);
+  for (const keys of keySets(store)) {
+    for await (const ids of rankBatches(redis, keys.leases)) {
+      const records = await store.loadDispatches(ids);
+      yield records.filter((d): d is RunDispatch => d !== null);
+    }
   }
 }
 

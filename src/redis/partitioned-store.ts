@@ -117,6 +117,11 @@ export class PartitionedRedisMailboxStore extends RedisMailboxStore {
   #sweeperRef: Stoppable | null = null;
   #isClosed = false;
 
+  /** The key layout of each partition, in partition order (partition k's keys at index k). */
+  get partitionKeys(): readonly RedisKeys[] {
+    return this.#keysOf;
+  }
+
   constructor(parts: PartitionedStoreParts) {
     super(parts);
     this.#client = parts.client;

@@ -114,6 +114,58 @@ describe('inspect --status without --thread', () => {
   }, 60_000);
 });
 
+describe('inspect --partitions', () => {
+  it('reads every partition of a partitioned namespace: queued, claimed and dead letters across threads', async () => {
+    const ns = testNamespace('cli-tools-parts');
+    const parted = await createMailboxStore({ redis, signals: 'none', namespace: ns, partitions: 4 });
+    try {
+      const threads = Array.from({ length: 8 }, (_, i) => `pt-${i}`);
+      let now = 1_000;
+      for (const t of threads) {
+        await parted.enqueue(
+          queuedDispatch({ dispatch_id: `q-${t}`, thread_id: t, run_id: `r-q-${t}`, created_at: now++ }),
+        );
+      }
+      await parted.enqueue(
+        queuedDispatch({ dispatch_id: 'c-1', thread_id: 'pc-1', run_id: 'r-c-1', created_at: now++ }),
+      );
+      await parted.claim('pc-1', 'node-1', 60_000, now++, 1);
+      await parted.enqueue(
+        queuedDispatch({
+          dispatch_id: 'dl-1',
+          thread_id: 'pd-1',
+          run_id: 'r-dl-1',
+          created_at: now++,
+          max_attempts: 1,
+        }),
+      );
+      const [toFail] = await parted.claim('pd-1', 'node-1', 60_000, now++, 1);
+      await parted.deadLetter('dl-1', toFail!.claim_token!, 'gave up', now++);
+
+      const page = async (...args: string[]): Promise<Page> => {
+        const r = await run(['inspect', '--redis', redis, '--namespace', ns, '--partitions', '4', ...args]);
+        expect(r.code, r.stderr).toBe(0);
+        return JSON.parse(r.stdout) as Page;
+      };
+      const queued = await page('--status', 'Queued');
+      expect(queued.items.map((d) => d.dispatch_id).sort()).toEqual(threads.map((t) => `q-${t}`).sort());
+      expect((await page('--status', 'Claimed')).items.map((d) => d.dispatch_id)).toEqual(['c-1']);
+      expect((await page('--status', 'DeadLetter')).items.map((d) => d.dispatch_id)).toEqual(['dl-1']);
+      expect((await page('--dispatch', 'dl-1')) as unknown).toMatchObject({
+        dispatch: { dispatch_id: 'dl-1', status: 'DeadLetter' },
+      });
+      const dlq = await run(['dlq', 'list', '--redis', redis, '--namespace', ns, '--partitions', '4']);
+      expect(dlq.code, dlq.stderr).toBe(0);
+      expect(dlq.stdout).toContain('"dl-1"');
+      const bad = await run(['inspect', '--redis', redis, '--namespace', ns, '--partitions', '0']);
+      expect(bad.code).toBe(2);
+    } finally {
+      await parted.destroyNamespace();
+      await parted.close();
+    }
+  }, 60_000);
+});
+
 describe('bad inspect arguments are usage errors (exit 2), never silently adjusted', () => {
   it.each([
     [['--limit', '0'], /--limit must be an integer in 1\.\.200, got '0'/],
