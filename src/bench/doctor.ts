@@ -73,6 +73,19 @@ export async function checkRedis(url: string, timeoutMs = 3000): Promise<DoctorC
       ok: lua === 1,
       detail: lua === 1 ? 'EVAL works' : `EVAL returned ${String(lua)}`,
     });
+    // The store loads its Lua code as a Functions library (FUNCTION LOAD once, FCALL per call); a server
+    // without Functions gets the same code as EVAL scripts, which re-run the shared prelude on every call.
+    const functions = await redis.call('FUNCTION', 'LIST', 'LIBRARYNAME', 'awaken_mailbox_*').then(
+      (libraries) => ({ ok: true as const, libraries: Array.isArray(libraries) ? libraries.length : 0 }),
+      (err: unknown) => ({ ok: false as const, error: describe(err) }),
+    );
+    checks.push({
+      name: 'redis functions',
+      ok: true,
+      detail: functions.ok
+        ? `FUNCTION available (${functions.libraries} awaken_mailbox library version(s) loaded)`
+        : `not available (${functions.error}): the store falls back to EVAL scripts, a little slower`,
+    });
     return checks;
   } catch (err) {
     return [

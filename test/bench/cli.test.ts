@@ -88,12 +88,17 @@ describe('doctor', () => {
   it('passes against the test servers', async () => {
     const r = await run(['doctor', '--redis', redis, '--nats', nats, '--json']);
     expect(r.code, r.stdout + r.stderr).toBe(0);
-    const report = JSON.parse(r.stdout) as { ok: boolean; checks: { name: string; ok: boolean }[] };
+    const report = JSON.parse(r.stdout) as {
+      ok: boolean;
+      checks: { name: string; ok: boolean; detail: string }[];
+    };
     expect(report.ok).toBe(true);
+    expect(report.checks.find((c) => c.name === 'redis functions')?.detail).toMatch(/^FUNCTION available/);
     expect(report.checks.map((c) => c.name)).toEqual([
       'redis',
       'redis version',
       'redis lua',
+      'redis functions',
       'nats',
       'nats version',
       'nats jetstream',
