@@ -38,6 +38,7 @@ import type { SignalRef } from '../signals/transport.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { connectionForKey, isCluster, keySlot, masterConnections, type RedisClient } from './cluster.js';
 import { toIoError } from './errors.js';
+import { loadSignalTargets } from './signal-targets.js';
 import { id, text, wellFormed } from './ids.js';
 import { terminalKey, type RedisKeys } from './keys.js';
 import type { Durability } from './options.js';
@@ -685,32 +686,23 @@ export class PartitionedRedisMailboxStore extends RedisMailboxStore {
       if (typeof s.thread_id === 'string')
         this.#routes.set(s.dispatch_id, this.partitionOfThread(s.thread_id));
     }
-    return filterSignals(raw, (ids) => this.#loadForSignals(ids), Date.now());
-  }
-
-  /** As the single-partition store: an invalid id or a corrupt record counts as "no dispatch". */
-  async #loadForSignals(dispatchIds: readonly string[]): Promise<(RunDispatch | null)[]> {
-    return Promise.all(
-      dispatchIds.map(async (d) => {
-        let did: string;
-        try {
-          did = id('dispatch_id', d);
-        } catch {
-          return null;
-        }
-        try {
-          return await this.loadDispatch(did);
-        } catch (err) {
-          if (isStorageError(err, 'Serialization')) {
-            this.#log.warn?.('skipping the signal of a corrupt dispatch record', {
-              dispatch: did,
-              error: err.message,
-            });
-            return null;
-          }
-          throw err;
-        }
-      }),
+    return filterSignals(
+      raw,
+      (ids) =>
+        loadSignalTargets(
+          ids,
+          (valid) =>
+            Promise.all(
+              valid.map((did) =>
+                this.loadDispatch(did).catch((err: unknown) => {
+                  if (isStorageError(err, 'Serialization')) return err;
+                  throw err;
+                }),
+              ),
+            ),
+          this.#log,
+        ),
+      Date.now(),
     );
   }
 

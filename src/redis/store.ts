@@ -12,6 +12,7 @@ import { uuidV7 as uuidv7 } from '../util/uuid.js';
 import * as args from '../contract/args.js';
 import { StorageError } from '../contract/errors.js';
 import { id, text, wellFormed } from './ids.js';
+import { loadSignalTargets } from './signal-targets.js';
 import {
   FUSED_STORE,
   HAND_BACK_STORE,
@@ -700,37 +701,11 @@ export class RedisMailboxStore
     } catch (err) {
       throw toIoError('signals', err, this.#secrets);
     }
-    return filterSignals(raw, (ids) => this.#loadForSignals(ids), Date.now());
-  }
-
-  /**
-   * The batched load behind signal filtering. A signal naming an invalid id or a corrupt record counts as
-   * "no dispatch" (acked and skipped, with a warning): one bad record must not stall every other signal.
-   * Once the record is repaired, the sweeper signals it again. Connection failures still throw.
-   */
-  async #loadForSignals(dispatchIds: readonly string[]): Promise<(RunDispatch | null)[]> {
-    const valid = dispatchIds.map((d) => {
-      try {
-        return id('dispatch_id', d);
-      } catch {
-        return null;
-      }
-    });
-    const present = valid.filter((d): d is string => d !== null);
-    const records = await this.#loadMany(present);
-    const byId = new Map(present.map((d, i) => [d, records[i] ?? null]));
-    return valid.map((d) => {
-      if (d === null) return null;
-      const r = byId.get(d) ?? null;
-      if (r instanceof StorageError) {
-        this.#logger.warn?.('skipping the signal of a corrupt dispatch record', {
-          dispatch: d,
-          error: r.message,
-        });
-        return null;
-      }
-      return r;
-    });
+    return filterSignals(
+      raw,
+      (ids) => loadSignalTargets(ids, (valid) => this.#loadMany(valid), this.#logger),
+      Date.now(),
+    );
   }
 
   /**
