@@ -28,6 +28,7 @@ import { z } from 'zod';
 import { MAX_BATCH } from './args.js';
 import { StorageError } from './errors.js';
 import type { MailboxStore } from './store.js';
+import { requeuedAt } from './transitions.js';
 import type { RunDispatch } from './types.js';
 
 export const DEAD_LETTER_STORE: unique symbol = Symbol.for('awaken-mailbox.dead-letter-store');
@@ -64,21 +65,9 @@ export function deadLetterRequeued(
   resetAttempts: boolean,
 ): RunDispatch {
   return {
-    ...d,
-    status: 'Queued',
+    ...requeuedAt(d, now),
     dispatch_epoch: epoch,
     attempt_count: resetAttempts ? 0 : d.attempt_count,
-    available_at: now,
-    claim_token: null,
-    claimed_by: null,
-    lease_until: null,
-    dispatch_instance_id: null,
-    run_status: null,
-    termination: null,
-    run_response: null,
-    run_error: null,
-    completed_at: null,
-    updated_at: now,
   };
 }
 

@@ -151,6 +151,22 @@ export function nacked(d: RunDispatch, retryAt: number, error: string, now: numb
   };
 }
 
+/**
+ * Back to Queued at `now`, attempt_count and last_error kept, claim and runtime projection cleared: a claim
+ * handed back (stop, lost claim reply) or a dead letter requeued (see `deadLetterRequeued`).
+ */
+export function requeuedAt(d: RunDispatch, now: number): RunDispatch {
+  return {
+    ...d,
+    ...CLEAR_CLAIM,
+    ...CLEAR_PROJECTION,
+    status: 'Queued',
+    available_at: now,
+    completed_at: null,
+    updated_at: now,
+  };
+}
+
 /** Lease expiry found by reclaim: Queued at `now`, or DeadLetter with the max-attempts reason. */
 export function leaseExpired(d: RunDispatch, now: number): RunDispatch {
   const attempt_count = failedAttempts(d);

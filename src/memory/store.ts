@@ -441,7 +441,7 @@ export class MemoryMailboxStore
       const current = this.#epochOf(d.thread_id);
       return d.dispatch_epoch < current
         ? tx.superseded(d, now, current, REASON.claimedByEpoch)
-        : claimReleased(d, now);
+        : tx.requeuedAt(d, now);
     });
     return this.#commitAll(held, (_d, i) => next[i] as RunDispatch).map(copyRecord);
   }
@@ -865,25 +865,6 @@ function claimRefArg(ref: unknown): ClaimRef {
     return { threadId: args.id('ref.thread_id', r.threadId) };
   }
   throw StorageError.validation('ref must name exactly one of dispatchId or threadId');
-}
-
-/** A claim handed back: Queued at `now`, attempt_count and last_error kept, claim and projection cleared. */
-function claimReleased(d: RunDispatch, now: number): RunDispatch {
-  return {
-    ...d,
-    status: 'Queued',
-    claim_token: null,
-    claimed_by: null,
-    lease_until: null,
-    dispatch_instance_id: null,
-    run_status: null,
-    termination: null,
-    run_response: null,
-    run_error: null,
-    available_at: now,
-    completed_at: null,
-    updated_at: now,
-  };
 }
 
 /** Merge per-status lists (each in queue order) into one ordered page: skip `offset`, take `limit`. */
