@@ -15,13 +15,8 @@ return run(function()
   end
   if redis.call('EXISTS', KEYS[9]) == 1 then raise('AlreadyExists', id) end
   local thread = redis.call('HMGET', KEYS[10], 'epoch', 'n')
-  if thread[1] and not is_int(thread[1]) then
-    raise('Serialization', "thread '" .. r.thread_id .. "': epoch is not a non-negative safe integer")
-  end
-  if not is_counter(thread[2]) then
-    raise('Serialization', "thread '" .. r.thread_id .. "': record count n is not an integer")
-  end
-  r.dispatch_epoch = thread[1] and num(tonumber(thread[1])) or '0'
+  r.dispatch_epoch = num(epoch_value(r.thread_id, thread[1]))
+  check_record_count(r.thread_id, thread[2])
   preflight()
   r.status = 'Queued'
   redis.call('HSET', KEYS[9], unpack(flat(r)))

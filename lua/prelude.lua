@@ -239,11 +239,20 @@ local function preflight()
   COUNTERS_CHECKED = true
 end
 
-local function thread_epoch(t)
-  local e = redis.call('HGET', k_thread(t), 'epoch')
+-- The epoch field `e` of thread `t`'s hash (absent = 0), checked.
+local function epoch_value(t, e)
   if not e then return 0 end
   if not is_int(e) then raise('Serialization', "thread '" .. t .. "': epoch is not a non-negative safe integer") end
   return tonumber(e)
+end
+
+local function thread_epoch(t)
+  return epoch_value(t, redis.call('HGET', k_thread(t), 'epoch'))
+end
+
+-- The record count field `n` of thread `t`'s hash must be one HINCRBY accepts.
+local function check_record_count(t, n)
+  if not is_counter(n) then raise('Serialization', "thread '" .. t .. "': record count n is not an integer") end
 end
 
 -- Apply field updates (value false = clear the field) to the record table and its hash.
@@ -440,17 +449,16 @@ local function claim_thread(t, consumer, token, now_s, lease_s, limit, keys, ins
         stale[#stale + 1] = r
       elseif tonumber(r.available_at) > now then
         -- Promoted by a claim with a later `now` than this one: back to waiting.
-        early[#early + 1] = r
+        early[#early + 1] = { member = member, available_at = r.available_at }
       else
         chosen[#chosen + 1] = r
       end
     end
   end
   for _, r in ipairs(stale) do supersede(r, now_s, current, REASON_QUEUED_BY_EPOCH) end
-  for _, r in ipairs(early) do
-    local member = order_key(r)
-    redis.call('ZREM', ready, member)
-    redis.call('ZADD', waiting, r.available_at, member)
+  for _, e in ipairs(early) do
+    redis.call('ZREM', ready, e.member)
+    redis.call('ZADD', waiting, e.available_at, e.member)
   end
   for _, r in ipairs(chosen) do
     transition(r, claim_updates(consumer, token, now_s, lease_s, instance), now)

@@ -11,9 +11,7 @@ return run(function()
     local r = load_indexed(string.sub(member, TERMINAL_ID_AT), nil, 'the terminal index')
     if not is_terminal(r.status) then corrupt(r.dispatch_id, 'indexed as terminal but the record is ' .. r.status) end
     records[#records + 1] = r
-    if not is_counter(redis.call('HGET', k_thread(r.thread_id), 'n')) then
-      raise('Serialization', "thread '" .. r.thread_id .. "': record count n is not an integer")
-    end
+    check_record_count(r.thread_id, redis.call('HGET', k_thread(r.thread_id), 'n'))
   end
   preflight()
   for _, r in ipairs(records) do
