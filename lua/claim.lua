@@ -6,6 +6,6 @@ return run(function()
   local chosen = claim_thread(arg(1), arg(2), arg(3), arg(4), arg(5), tonumber(arg(6)),
     { KEYS[10], KEYS[11], KEYS[12], KEYS[13] })
   local out = { 'ok' }
-  for _, r in ipairs(chosen) do out[#out + 1] = flat(r) end
+  for _, r in ipairs(chosen) do out[#out + 1] = packed(r) end
   return out
 end)

@@ -7,5 +7,5 @@ return run(function()
   local r = claim_and_start_thread(arg(1), arg(2), arg(3), arg(4), arg(5), arg(6),
     { KEYS[10], KEYS[11], KEYS[12], KEYS[13] })
   if r == nil then return { 'ok' } end
-  return { 'ok', flat(r) }
+  return { 'ok', packed(r) }
 end)

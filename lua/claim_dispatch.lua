@@ -3,5 +3,5 @@
 return run(function()
   local r = claim_by_id(arg(1), arg(2), arg(3), arg(4), arg(5))
   if r == nil then return { 'ok' } end
-  return { 'ok', flat(r) }
+  return { 'ok', packed(r) }
 end)

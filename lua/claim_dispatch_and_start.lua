@@ -5,5 +5,5 @@ return run(function()
   local id, token, now_s = arg(1), arg(3), arg(4)
   local r = claim_by_id(id, arg(2), token, now_s, arg(5), arg(6))
   if r == nil then return { 'ok' } end
-  return { 'ok', flat(r) }
+  return { 'ok', packed(r) }
 end)

@@ -17,5 +17,5 @@ return run(function()
     error(res, 0)
   end
   if res == nil then return { 'ok' } end
-  return { 'ok', flat(res) }
+  return { 'ok', packed(res) }
 end)

@@ -145,6 +145,17 @@ local function flat(r)
   return out
 end
 
+-- A record for a reply: its pairs joined by NUL bytes into one string, which costs the client far less
+-- to decode than a list of ~40 entries. A record with a NUL byte in a name or value (an error text or a
+-- response may hold one) is answered as the list, so the client's split is exact.
+local function packed(r)
+  local out = flat(r)
+  local s = table.concat(out, '\0')
+  local _, nuls = string.gsub(s, '%z', '')
+  if nuls ~= #out - 1 then return out end
+  return s
+end
+
 -- validate_for_persist plus field types (the persist invariants), so no script transitions a corrupt record.
 -- (Node decodes every record it returns with the full codec; here `termination` only needs to look like
 -- a tagged JSON object.)

@@ -39,8 +39,20 @@ const REQUIRED_FIELDS = [
 
 const DIGITS = /^\d{1,16}$/;
 
-/** Pairs `[field, value, field, value, ...]` (a Lua `flat()` or HGETALL reply) as an object. */
-export function pairsToObject(id: string, pairs: unknown): Record<string, string> {
+/**
+ * Separator of a packed record reply (Lua `packed()`): `field NUL value NUL field ...` as one string. A
+ * script packs a record only when none of its names and values holds a NUL byte, so splitting is exact. One
+ * bulk string instead of a list of ~40 costs the client a fraction of the decoding (ioredis builds every
+ * list entry separately).
+ */
+const PACK_SEPARATOR = '\u0000';
+
+/**
+ * Pairs `[field, value, field, value, ...]` (a Lua `flat()` or HGETALL reply), or the same pairs packed into
+ * one string (Lua `packed()`), as an object.
+ */
+export function pairsToObject(id: string, reply: unknown): Record<string, string> {
+  const pairs = typeof reply === 'string' ? reply.split(PACK_SEPARATOR) : reply;
   if (!Array.isArray(pairs) || pairs.length % 2 !== 0) {
     throw StorageError.serialization(`dispatch '${id}': record reply is not a field/value list`);
   }
