@@ -2,51 +2,81 @@
  * Counters kept in plain numbers and handed to the SDK only when it collects (as observable counters:
  * cumulative, monotonic — what a counter is). A synchronous `Counter.add` makes the SDK hash the attribute
  * set on every call (about 300 ns per attribute here); hot paths count several things per dispatch, so they
- * add to a number in a map instead. Keys are attribute OBJECTS, compared by reference: callers reuse one
- * frozen-in-practice object per attribute set (they are built once and cached).
+ * increment a number instead: callers resolve the cell of each attribute set once (`cell`) and then only do
+ * `cell.n += 1`.
+ *
+ * One `LocalCounter` per metric name and meter, shared by every store and Mailbox instrumented with that
+ * meter: the SDK keeps one value per attribute set for an observable counter, so two instances observing the
+ * same set (two Mailboxes of one process, both `{outcome: 'completed'}`) would overwrite each other and the
+ * series would show one of them. Shared cells sum them. Counts of a closed store or stopped Mailbox stay in
+ * the totals (a cumulative counter must not go down).
  */
-import type { Attributes, BatchObservableResult, Meter, ObservableCounter } from '@opentelemetry/api';
+import type { Attributes, Meter, ObservableCounter, ObservableResult } from '@opentelemetry/api';
 import { ValueType } from '@opentelemetry/api';
 
+/** The count of one attribute set. */
+export interface CountCell {
+  n: number;
+}
+
+interface Cell extends CountCell {
+  readonly attributes: Attributes;
+}
+
 export class LocalCounter {
-  /** A mutable cell per attribute set: an increment is one Map lookup, no Map write. */
-  readonly values = new Map<Attributes, { n: number }>();
+  /** Cells by a canonical form of their attribute set (so equal sets from different instances share one). */
+  readonly #cells = new Map<string, Cell>();
+  /** The same cells by attribute object, for callers that did not resolve their cells up front. */
+  readonly #byObject = new WeakMap<Attributes, Cell>();
 
-  constructor(readonly instrument: ObservableCounter) {}
+  constructor(instrument: ObservableCounter) {
+    instrument.addCallback((result: ObservableResult) => {
+      // A cell resolved up front but never incremented is not a series yet (as before cells existed).
+      for (const cell of this.#cells.values()) if (cell.n > 0) result.observe(cell.n, cell.attributes);
+    });
+  }
 
+  /** The cell of `attributes`; resolve it once and keep it, it is the same cell for equal sets. */
+  cell(attributes: Attributes): CountCell {
+    let cell = this.#byObject.get(attributes);
+    if (cell !== undefined) return cell;
+    const key = canonical(attributes);
+    cell = this.#cells.get(key);
+    if (cell === undefined) {
+      cell = { n: 0, attributes: { ...attributes } };
+      this.#cells.set(key, cell);
+    }
+    this.#byObject.set(attributes, cell);
+    return cell;
+  }
+
+  /** For the rare paths: `cell(attributes).n += n` (one WeakMap lookup for a known attribute object). */
   add(n: number, attributes: Attributes): void {
-    const cell = this.values.get(attributes);
-    if (cell === undefined) this.values.set(attributes, { n });
-    else cell.n += n;
+    this.cell(attributes).n += n;
   }
 }
 
-export class LocalCounters {
-  readonly #meter: Meter;
-  readonly #counters: LocalCounter[] = [];
+const counters = new WeakMap<Meter, Map<string, LocalCounter>>();
 
-  constructor(meter: Meter) {
-    this.#meter = meter;
+/** The counter `name` of `meter`, created (and its instrument registered) on first use. */
+export function localCounter(meter: Meter, name: string, description: string): LocalCounter {
+  let byName = counters.get(meter);
+  if (byName === undefined) {
+    byName = new Map();
+    counters.set(meter, byName);
   }
+  let counter = byName.get(name);
+  if (counter === undefined) {
+    counter = new LocalCounter(meter.createObservableCounter(name, { description, valueType: ValueType.INT }));
+    byName.set(name, counter);
+  }
+  return counter;
+}
 
-  create(name: string, description: string): LocalCounter {
-    const counter = new LocalCounter(
-      this.#meter.createObservableCounter(name, { description, valueType: ValueType.INT }),
-    );
-    this.#counters.push(counter);
-    return counter;
-  }
-
-  /** Report every counter when the SDK collects; returns the function that stops it. */
-  register(): () => void {
-    const counters = [...this.#counters];
-    const observables = counters.map((c) => c.instrument);
-    const callback = (result: BatchObservableResult): void => {
-      for (const c of counters) {
-        for (const [attributes, cell] of c.values) result.observe(c.instrument, cell.n, attributes);
-      }
-    };
-    this.#meter.addBatchObservableCallback(callback, observables);
-    return () => this.#meter.removeBatchObservableCallback(callback, observables);
-  }
+function canonical(attributes: Attributes): string {
+  return JSON.stringify(
+    Object.keys(attributes)
+      .sort()
+      .map((k) => [k, attributes[k]]),
+  );
 }

@@ -7,7 +7,8 @@
  * - run duration and outcome: from `started` to the event that ended the run on this node (`completed`,
  *   `retried`, `deadLettered`, `cancelled`, `superseded`, `handedBack`), using the records' `updated_at`. The
  *   start times of runs in progress are kept in a bounded map (oldest dropped first past `MAX_TRACKED_RUNS`).
- * - active runs: an observable gauge of `activeRuns`.
+ * - active runs: an observable gauge of `activeRuns`, removed when the Mailbox stops (its outcome counts stay
+ *   in the counter's totals, shared by every Mailbox of the same meter: see local-counter.ts).
  * Lease renewals are counted by the store instrumentation (`extendLease`), so they need no event.
  */
 import type { Attributes, Histogram, ObservableGauge, ObservableResult } from '@opentelemetry/api';
@@ -15,7 +16,7 @@ import { ValueType } from '@opentelemetry/api';
 import type { EventEmitter } from 'node:events';
 import type { RunDispatch } from '../contract/types.js';
 import type { MailboxEvents } from '../mailbox/types.js';
-import { LocalCounters } from './local-counter.js';
+import { localCounter } from './local-counter.js';
 import { activeMeter, type MetricsOptions } from './meter.js';
 import { LATENCY_BUCKETS_MS, METRIC } from './names.js';
 
@@ -54,8 +55,8 @@ export function instrumentMailbox(mailbox: ObservableMailbox, options?: MetricsO
     advice: { explicitBucketBoundaries: [...LATENCY_BUCKETS_MS] },
   });
   // A plain number per outcome, reported when the SDK collects (see local-counter.ts).
-  const counters = new LocalCounters(meter);
-  const outcomes = counters.create(
+  const outcomes = localCounter(
+    meter,
     METRIC.dispatchOutcome,
     'What the Mailbox did with each dispatch it ended, by outcome.',
   );
@@ -64,23 +65,18 @@ export function instrumentMailbox(mailbox: ObservableMailbox, options?: MetricsO
     valueType: ValueType.INT,
   });
 
-  const byOutcome = new Map<Outcome, Attributes>();
-  const outcomeAttrs = (o: Outcome): Attributes => {
-    let a = byOutcome.get(o);
-    if (a === undefined) {
-      a = { outcome: o };
-      byOutcome.set(o, a);
-    }
-    return a;
-  };
   const startedAt = new Map<string, number>();
-  const ended = (d: RunDispatch, outcome: Outcome): void => {
-    const attrs = outcomeAttrs(outcome);
-    outcomes.add(1, attrs);
-    const start = startedAt.get(d.dispatch_id);
-    if (start === undefined) return;
-    startedAt.delete(d.dispatch_id);
-    runDuration.record(Math.max(0, d.updated_at - start), attrs);
+  /** The listener of one ending event: its attribute set and count cell are resolved here, once. */
+  const ended = (outcome: Outcome): ((d: RunDispatch) => void) => {
+    const attrs: Attributes = { outcome };
+    const count = outcomes.cell(attrs);
+    return (d) => {
+      count.n++;
+      const start = startedAt.get(d.dispatch_id);
+      if (start === undefined) return;
+      startedAt.delete(d.dispatch_id);
+      runDuration.record(Math.max(0, d.updated_at - start), attrs);
+    };
   };
 
   mailbox.on('started', (d) => {
@@ -93,17 +89,16 @@ export function instrumentMailbox(mailbox: ObservableMailbox, options?: MetricsO
       if (!oldest.done) startedAt.delete(oldest.value);
     }
   });
-  mailbox.on('completed', (d) => ended(d, 'completed'));
-  mailbox.on('retried', (d) => ended(d, 'retried'));
-  mailbox.on('deadLettered', (d) => ended(d, 'dead_lettered'));
-  mailbox.on('cancelled', (d) => ended(d, 'cancelled'));
-  mailbox.on('superseded', (d) => ended(d, 'superseded'));
-  mailbox.on('handedBack', (d) => ended(d, 'handed_back'));
+  mailbox.on('completed', ended('completed'));
+  mailbox.on('retried', ended('retried'));
+  mailbox.on('deadLettered', ended('dead_lettered'));
+  mailbox.on('cancelled', ended('cancelled'));
+  mailbox.on('superseded', ended('superseded'));
+  mailbox.on('handedBack', ended('handed_back'));
 
   const consumer: Attributes = { consumer: mailbox.consumerId };
   const observeActive = (result: ObservableResult): void => result.observe(mailbox.activeRuns, consumer);
   active.addCallback(observeActive);
-  const stopCounters = counters.register();
   const target = mailbox as unknown as Record<string, unknown>;
   const stop = mailbox.stop.bind(mailbox);
   target.stop = async () => {
@@ -111,7 +106,6 @@ export function instrumentMailbox(mailbox: ObservableMailbox, options?: MetricsO
       return await stop();
     } finally {
       active.removeCallback(observeActive);
-      stopCounters();
     }
   };
   return true;

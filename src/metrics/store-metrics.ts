@@ -12,8 +12,9 @@
  * counts), and, when the store implements `IndexHeadsProbe`, the claimed-lease and queued-without-signal ages
  * (one bounded read each). Counters are plain numbers reported when the SDK collects (local-counter.ts), and
  * the latency histogram carries the operation only: the SDK hashes every attribute set it records, which was
- * most of what metrics cost a busy node. Counters and gauges carry `backend` and `namespace`. Everything stops
- * being reported when the store closes.
+ * most of what metrics cost a busy node. Counters and gauges carry `backend` and `namespace`. The gauges stop
+ * being reported when the store closes; its counts stay in the counters' totals (shared by every store of the
+ * same meter, see local-counter.ts).
  */
 import type { Attributes, BatchObservableResult, Histogram, Meter, Observable } from '@opentelemetry/api';
 import { ValueType } from '@opentelemetry/api';
@@ -26,7 +27,7 @@ import type {
   RunDispatchStatus,
 } from '../contract/types.js';
 import { RUN_DISPATCH_STATUSES } from '../contract/types.js';
-import { LocalCounters, type LocalCounter } from './local-counter.js';
+import { localCounter, type CountCell, type LocalCounter } from './local-counter.js';
 import { activeMeter, type MetricsOptions } from './meter.js';
 import { LATENCY_BUCKETS_MS, METRIC } from './names.js';
 import { hasIndexHeadsProbe } from './store-probe.js';
@@ -103,6 +104,49 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
   return typeof (value as { then?: unknown } | null)?.then === 'function';
 }
 
+/** What a settled call counts from its value, beyond its duration (null: nothing). */
+type OnValue = ((value: unknown) => void) | null;
+
+/** The counts a receipt of a pulled signal updates when it is settled. */
+interface ReceiptCells {
+  readonly ack: CountCell;
+  readonly nack: CountCell;
+  readonly nackDelayed: CountCell;
+}
+
+/**
+ * A pulled signal's receipt that counts its settlement. A class (methods on the prototype, one object per
+ * receipt) rather than an object literal of four closures: the signal loop settles every signal it pulls.
+ */
+class CountedReceipt implements DispatchSignalReceipt {
+  readonly #inner: DispatchSignalReceipt;
+  readonly #cells: ReceiptCells;
+
+  constructor(inner: DispatchSignalReceipt, cells: ReceiptCells) {
+    this.#inner = inner;
+    this.#cells = cells;
+  }
+
+  redeliveryAttempts(): number | null {
+    return this.#inner.redeliveryAttempts();
+  }
+
+  ack(): Promise<void> {
+    this.#cells.ack.n += 1;
+    return this.#inner.ack();
+  }
+
+  nack(): Promise<void> {
+    this.#cells.nack.n += 1;
+    return this.#inner.nack();
+  }
+
+  nackWithDelay(delayMs: number): Promise<void> {
+    this.#cells.nackDelayed.n += 1;
+    return this.#inner.nackWithDelay(delayMs);
+  }
+}
+
 class StoreInstruments {
   readonly #meter: Meter;
   readonly #store: MailboxStore;
@@ -111,21 +155,21 @@ class StoreInstruments {
   readonly #duration: Histogram;
   readonly #errors: LocalCounter;
   readonly #claimAttempt: LocalCounter;
-  readonly #dedupeConflict: LocalCounter;
   readonly #leaseRenewal: LocalCounter;
   readonly #reclaimed: LocalCounter;
   readonly #liveDelivery: LocalCounter;
-  readonly #pulled: LocalCounter;
-  readonly #ack: LocalCounter;
   readonly #nack: LocalCounter;
-  readonly #redelivery: LocalCounter;
-  readonly #republish: LocalCounter;
-  readonly #requeued: LocalCounter;
+  // Cells of the hot counts, resolved once: counting is then `cell.n += 1`, no lookup.
+  readonly #claimed: CountCell;
+  readonly #noEligible: CountCell;
+  readonly #dedupeConflict: CountCell;
+  readonly #pulled: CountCell;
+  readonly #redelivery: CountCell;
+  readonly #republish: CountCell;
+  readonly #requeued: CountCell;
+  readonly #receiptCells: ReceiptCells;
   readonly #attrs = new Map<string, Map<string | boolean, Attributes>>();
   readonly #errorAttrsCache = new Map<string, Attributes>();
-  readonly #counters: LocalCounters;
-  /** Attribute sets of the latency histogram: the operation only (each attribute costs a hash per record). */
-  readonly #operationAttrs = new Map<string, Attributes>();
 
   constructor(meter: Meter, store: MailboxStore, options: StoreMetricsOptions) {
     this.#meter = meter;
@@ -139,9 +183,8 @@ class StoreInstruments {
       backend: options.backend ?? 'custom',
       ...(typeof namespace === 'string' ? { namespace } : {}),
     };
-    this.#counters = new LocalCounters(meter);
     const counter = (name: string, description: string): LocalCounter =>
-      this.#counters.create(name, description);
+      localCounter(meter, name, description);
     this.#duration = meter.createHistogram(METRIC.storeOperationDuration, {
       description: 'Wall time of each store call, by operation (the store method) only.',
       unit: 'ms',
@@ -155,10 +198,6 @@ class StoreInstruments {
       METRIC.claimAttempt,
       'Claim attempts by result: claimed, no_eligible, error.',
     );
-    this.#dedupeConflict = counter(
-      METRIC.dedupeConflict,
-      'Enqueues refused because a non-terminal dispatch holds the dedupe key.',
-    );
     this.#leaseRenewal = counter(METRIC.leaseRenewal, 'Lease renewals by result: renewed, lost, error.');
     this.#reclaimed = counter(
       METRIC.expiredClaimReclaimed,
@@ -168,18 +207,35 @@ class StoreInstruments {
       METRIC.liveDelivery,
       'Live command deliveries by result: delivered, no_subscriber, error.',
     );
-    this.#pulled = counter(METRIC.signalPulled, 'Dispatch signals handed to the signal loop.');
-    this.#ack = counter(METRIC.signalAck, 'Dispatch signals acked.');
     this.#nack = counter(METRIC.signalNack, 'Dispatch signals nacked; delayed=true for nack with delay.');
-    this.#redelivery = counter(METRIC.signalRedelivery, 'Pulled dispatch signals delivered more than once.');
+    const base = this.#base;
+    this.#claimed = this.#claimAttempt.cell(this.#with('result', 'claimed'));
+    this.#noEligible = this.#claimAttempt.cell(this.#with('result', 'no_eligible'));
+    this.#dedupeConflict = counter(
+      METRIC.dedupeConflict,
+      'Enqueues refused because a non-terminal dispatch holds the dedupe key.',
+    ).cell(base);
+    this.#pulled = counter(METRIC.signalPulled, 'Dispatch signals handed to the signal loop.').cell(base);
+    this.#redelivery = counter(
+      METRIC.signalRedelivery,
+      'Pulled dispatch signals delivered more than once.',
+    ).cell(base);
     this.#republish = counter(
       METRIC.signalRepublish,
       'Signals the sweeper republished for Queued dispatches whose last signal was too old.',
-    );
-    this.#requeued = counter(METRIC.deadLetterRequeued, 'Dead-lettered dispatches put back in the queue.');
+    ).cell(base);
+    this.#requeued = counter(
+      METRIC.deadLetterRequeued,
+      'Dead-lettered dispatches put back in the queue.',
+    ).cell(base);
+    this.#receiptCells = {
+      ack: counter(METRIC.signalAck, 'Dispatch signals acked.').cell(base),
+      nack: this.#nack.cell(this.#with('delayed', false)),
+      nackDelayed: this.#nack.cell(this.#with('delayed', true)),
+    };
   }
 
-  /** Attribute set `base + {key: value}`, built once and reused (counters key their numbers on it). */
+  /** Attribute set `base + {key: value}`, built once and reused (counters key their cells on it). */
   #with(key: string, value: string | boolean): Attributes {
     let byValue = this.#attrs.get(key);
     if (byValue === undefined) {
@@ -199,99 +255,113 @@ class StoreInstruments {
     for (const op of TIMED_OPERATIONS) {
       const original = this.#target[op];
       if (typeof original !== 'function') continue;
-      const bound = (original as Method).bind(this.#store) as Method;
-      originals.set(op, bound);
-      this.#target[op] = this.#timed(op, bound);
+      originals.set(op, (original as Method).bind(this.#store) as Method);
+      this.#target[op] = this.#timed(op, original as Method);
     }
     const pull = this.#target.pullDispatchSignals;
     if (typeof pull === 'function') {
-      const bound = (pull as Method).bind(this.#store) as Method;
-      this.#target.pullDispatchSignals = async (...a: unknown[]) =>
-        this.#countPulled((await bound(...a)) as DispatchSignalEntry[]);
+      const store = this.#store;
+      const countPulled = (entries: unknown): unknown => this.#countPulled(entries as DispatchSignalEntry[]);
+      this.#target.pullDispatchSignals = function pullDispatchSignals(...a: unknown[]): unknown {
+        const out: unknown = Reflect.apply(pull as Method, store, a);
+        return isThenable(out) ? out.then(countPulled) : countPulled(out);
+      };
     }
     this.#observeGauges(originals);
   }
 
+  /**
+   * The timed version of a store method: one `.then` on the store's promise, no async function around the
+   * call (an async wrapper cost a second promise, an await and its microtask turns on every call). The
+   * caller gets the promise `.then` derives, which settles as the store's did: a failure the caller leaves
+   * unhandled still shows up as an unhandled rejection, as it would without metrics. A method that answers
+   * synchronously (the memory store's `sweepDueSignals`) or throws synchronously still does so.
+   */
   #timed(op: Operation, original: Method): Method {
-    let attrs = this.#operationAttrs.get(op);
-    if (attrs === undefined) {
-      attrs = { operation: op };
-      this.#operationAttrs.set(op, attrs);
-    }
+    const attrs: Attributes = { operation: op };
     const duration = this.#duration;
-    if (op === 'sweepDueSignals') {
-      // The memory store's sweepDueSignals answers synchronously (the Redis one with a promise): keep that.
-      return (...a: unknown[]) => {
-        const start = performance.now();
-        const out = original(...a);
-        if (isThenable(out)) {
-          return out.then((value) => {
-            duration.record(performance.now() - start, attrs);
-            this.#succeeded(op, value);
-            return value;
-          });
+    const store = this.#store;
+    const onValue = this.#onValue(op);
+    const failed = (start: number, err: unknown): void => {
+      duration.record(performance.now() - start, attrs);
+      this.#failed(op, err);
+    };
+    const succeeded = (start: number, value: unknown): void => {
+      duration.record(performance.now() - start, attrs);
+      // A store answering outside its contract must not fail the call because of what it counts.
+      if (onValue !== null) {
+        try {
+          onValue(value);
+        } catch {
+          /* counted nothing */
         }
-        duration.record(performance.now() - start, attrs);
-        this.#succeeded(op, out);
-        return out;
-      };
-    }
-    return async (...a: unknown[]) => {
+      }
+    };
+    return function timed(...a: unknown[]): unknown {
       const start = performance.now();
+      let out: unknown;
       try {
-        const value = await original(...a);
-        duration.record(performance.now() - start, attrs);
-        this.#succeeded(op, value);
-        return value;
+        out = Reflect.apply(original, store, a);
       } catch (err) {
-        duration.record(performance.now() - start, attrs);
-        this.#failed(op, err);
+        failed(start, err);
         throw err;
       }
+      if (!isThenable(out)) {
+        succeeded(start, out);
+        return out;
+      }
+      return out.then(
+        (value) => {
+          succeeded(start, value);
+          return value;
+        },
+        (err: unknown) => {
+          failed(start, err);
+          throw err;
+        },
+      );
     };
   }
 
-  #succeeded(op: Operation, value: unknown): void {
+  /** What each operation counts from its result (resolved once per operation, not per call). */
+  #onValue(op: Operation): OnValue {
     switch (op) {
       case 'claim':
-        this.#claimAttempt.add(
-          1,
-          this.#with('result', (value as unknown[]).length > 0 ? 'claimed' : 'no_eligible'),
-        );
-        return;
+        return (value) => ((value as unknown[]).length > 0 ? this.#claimed : this.#noEligible).n++;
       case 'claimDispatch':
       case 'claimAndStart':
       case 'claimDispatchAndStart':
-        this.#claimAttempt.add(1, this.#with('result', value === null ? 'no_eligible' : 'claimed'));
-        return;
+        return (value) => (value === null ? this.#noEligible : this.#claimed).n++;
       case 'completeAndClaimNext': {
-        const { next, claimError } = value as { next: RunDispatch | null; claimError?: unknown };
-        const result = next !== null ? 'claimed' : claimError !== undefined ? 'error' : 'no_eligible';
-        this.#claimAttempt.add(1, this.#with('result', result));
-        return;
+        const claimError = this.#claimAttempt.cell(this.#with('result', 'error'));
+        return (value) => {
+          const { next, claimError: err } = value as { next: RunDispatch | null; claimError?: unknown };
+          (next !== null ? this.#claimed : err !== undefined ? claimError : this.#noEligible).n++;
+        };
       }
-      case 'extendLease':
-        this.#leaseRenewal.add(1, this.#with('result', value === true ? 'renewed' : 'lost'));
-        return;
+      case 'extendLease': {
+        const renewed = this.#leaseRenewal.cell(this.#with('result', 'renewed'));
+        const lost = this.#leaseRenewal.cell(this.#with('result', 'lost'));
+        return (value) => (value === true ? renewed : lost).n++;
+      }
       case 'reclaimExpiredLeases':
-        for (const d of value as RunDispatch[]) this.#reclaimed.add(1, this.#with('status', d.status));
-        return;
+        return (value) => {
+          for (const d of value as RunDispatch[]) this.#reclaimed.add(1, this.#with('status', d.status));
+        };
       case 'deliverLive':
-      case 'deliverLiveTo':
-        this.#liveDelivery.add(
-          1,
-          this.#with('result', value === 'Delivered' ? 'delivered' : 'no_subscriber'),
-        );
-        return;
-      case 'sweepDueSignals': {
-        const n = (value as unknown[]).length;
-        if (n > 0) this.#republish.add(n, this.#base);
-        return;
+      case 'deliverLiveTo': {
+        const delivered = this.#liveDelivery.cell(this.#with('result', 'delivered'));
+        const none = this.#liveDelivery.cell(this.#with('result', 'no_subscriber'));
+        return (value) => (value === 'Delivered' ? delivered : none).n++;
       }
+      case 'sweepDueSignals':
+        return (value) => {
+          this.#republish.n += (value as unknown[]).length;
+        };
       case 'requeueDeadLetter':
-        this.#requeued.add(1, this.#base);
-        return;
+        return () => this.#requeued.n++;
       default:
+        return null;
     }
   }
 
@@ -301,7 +371,7 @@ class StoreInstruments {
     switch (op) {
       case 'enqueue':
         if (isStorageError(err, 'AlreadyExists') && err.detail.startsWith('dedupe_key=')) {
-          this.#dedupeConflict.add(1, this.#base);
+          this.#dedupeConflict.n++;
         }
         return;
       case 'claim':
@@ -333,28 +403,21 @@ class StoreInstruments {
 
   /** Count what a pull handed out, and wrap each receipt so its ack / nack is counted when it is called. */
   #countPulled(entries: DispatchSignalEntry[]): DispatchSignalEntry[] {
-    if (entries.length === 0) return entries;
-    this.#pulled.add(entries.length, this.#base);
-    return entries.map((entry) => {
+    const n = entries.length;
+    if (n === 0) return entries;
+    this.#pulled.n += n;
+    const cells = this.#receiptCells;
+    const out: DispatchSignalEntry[] = [];
+    for (const entry of entries) {
       const receipt = entry.receipt;
-      if ((receipt.redeliveryAttempts() ?? 1) > 1) this.#redelivery.add(1, this.#base);
-      const counted: DispatchSignalReceipt = {
-        redeliveryAttempts: () => receipt.redeliveryAttempts(),
-        ack: () => {
-          this.#ack.add(1, this.#base);
-          return receipt.ack();
-        },
-        nack: () => {
-          this.#nack.add(1, this.#with('delayed', false));
-          return receipt.nack();
-        },
-        nackWithDelay: (ms: number) => {
-          this.#nack.add(1, this.#with('delayed', true));
-          return receipt.nackWithDelay(ms);
-        },
-      };
-      return { thread_id: entry.thread_id, dispatch_id: entry.dispatch_id, receipt: counted };
-    });
+      if ((receipt.redeliveryAttempts() ?? 1) > 1) this.#redelivery.n++;
+      out.push({
+        thread_id: entry.thread_id,
+        dispatch_id: entry.dispatch_id,
+        receipt: new CountedReceipt(receipt, cells),
+      });
+    }
+    return out;
   }
 
   /** Gauges read at collection time; the callback goes away when the store closes. */
@@ -402,13 +465,11 @@ class StoreInstruments {
       }
     };
     meter.addBatchObservableCallback(callback, observables);
-    const stopCounters = this.#counters.register();
     const close = this.#target.close;
     if (typeof close === 'function') {
       const bound = (close as Method).bind(store) as Method;
       this.#target.close = () => {
         meter.removeBatchObservableCallback(callback, observables);
-        stopCounters();
         return bound();
       };
     }

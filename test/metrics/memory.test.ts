@@ -170,4 +170,53 @@ describe('metrics: memory store', () => {
     const stopped = await m.collect();
     expect(stopped.gauge(METRIC.activeRuns, { consumer: mailbox.consumerId })).toBeUndefined();
   });
+
+  it('adds up the counts of several Mailboxes and stores of one process, also after they stop', async () => {
+    // A second store of the same backend (no namespace): its series have the same attributes as `store`'s.
+    const other = new MemoryMailboxStore({ sweepIntervalMs: 3_600_000 });
+    expect(instrumentStore(other, { meterProvider: m.provider, backend: 'memory' })).toBe(true);
+    let completed = 0;
+    const mailboxes = [store, store, other].map((s, i) => {
+      const mailbox = new Mailbox({
+        store: s,
+        consumerId: `node-${i}`,
+        executor: async () => ({ kind: 'completed' }),
+        config: { sweepIntervalMs: 3_600_000, gcIntervalMs: 3_600_000 },
+      });
+      expect(instrumentMailbox(mailbox, { meterProvider: m.provider })).toBe(true);
+      mailbox.on('completed', () => completed++);
+      return mailbox;
+    });
+    await Promise.all(mailboxes.map((mb) => mb.start()));
+    try {
+      for (let i = 0; i < 12; i++) {
+        await mailboxes[i % 3]?.submitBackground({ threadId: `t${i}` });
+      }
+      await eventually('every run completed', () => completed === 12 || undefined);
+      const s = await m.collect();
+      expect(s.sum(METRIC.dispatchOutcome, { outcome: 'completed' })).toBe(12);
+      expect(s.count(METRIC.runDuration, { outcome: 'completed' })).toBe(12);
+      expect(s.sum(METRIC.claimAttempt, { result: 'claimed' })).toBe(12);
+      expect(s.count(METRIC.storeOperationDuration, { operation: 'enqueue' })).toBe(12);
+    } finally {
+      await Promise.all(mailboxes.map((mb) => mb.stop()));
+      await other.close();
+    }
+    // Totals of a cumulative counter never go down: what stopped Mailboxes and a closed store counted stays.
+    const after = await m.collect();
+    expect(after.sum(METRIC.dispatchOutcome, { outcome: 'completed' })).toBe(12);
+    expect(after.sum(METRIC.claimAttempt, { result: 'claimed' })).toBe(12);
+  });
+
+  it('keeps the store contract: results, failures and synchronous answers reach the caller as before', async () => {
+    await store.enqueue(dispatch('d1', 't1', { dedupe_key: 'k' }));
+    const failed = store.enqueue(dispatch('d2', 't1', { dedupe_key: 'k' }));
+    await expect(failed).rejects.toMatchObject({ kind: 'AlreadyExists' });
+    const [claimed] = await store.claim('t1', 'c1', LEASE, Date.now(), 1);
+    expect(claimed?.dispatch_id).toBe('d1');
+    // The memory store's sweep answers synchronously, instrumented or not.
+    expect(Array.isArray(store.sweepDueSignals(Date.now()))).toBe(true);
+    const s = await m.collect();
+    expect(s.count(METRIC.storeOperationDuration, { operation: 'sweepDueSignals' })).toBe(1);
+  });
 });
