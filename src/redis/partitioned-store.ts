@@ -24,7 +24,6 @@ import { StorageError, isStorageError } from '../contract/errors.js';
 import { dispatchIdsArg, resetAttemptsArg, type RequeueDeadLetterOptions } from '../contract/dead-letters.js';
 import type { ClaimRef, CompletedWithNext, NextClaim } from '../contract/fused.js';
 import type {
-  DispatchSignalEntry,
   MailboxInterrupt,
   MailboxInterruptDetails,
   RunDispatch,
@@ -33,12 +32,10 @@ import type {
   RunDispatchStatus,
 } from '../contract/types.js';
 import type { IndexHeads } from '../metrics/store-probe.js';
-import { filterSignals } from '../signals/filter.js';
-import type { SignalRef } from '../signals/transport.js';
+import type { RawSignal, SignalRef } from '../signals/transport.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { connectionForKey, isCluster, keySlot, masterConnections, type RedisClient } from './cluster.js';
 import { toIoError } from './errors.js';
-import { loadSignalTargets } from './signal-targets.js';
 import { id, text, wellFormed } from './ids.js';
 import { terminalKey, type RedisKeys } from './keys.js';
 import type { Durability } from './options.js';
@@ -669,40 +666,29 @@ export class PartitionedRedisMailboxStore extends RedisMailboxStore {
 
   // ---- signals ----
 
-  override async pullDispatchSignals(max: number, expiresMs: number): Promise<DispatchSignalEntry[]> {
-    const count = args.bounded('max', max, args.MAX_BATCH);
-    const expires = args.bounded('expires_ms', expiresMs, args.MAX_PULL_EXPIRES_MS);
-    const transport = this.#transportRef;
-    if (transport === null || count === 0) return [];
+  protected override assertUsable(): void {
     this.#open();
-    let raw;
-    try {
-      raw = await transport.pull(count, expires);
-    } catch (err) {
-      throw toIoError('signals', err, this.#secrets);
-    }
-    // A signal names its thread, so its dispatch's partition is known without a lookup.
-    for (const s of raw) {
+    super.assertUsable();
+  }
+
+  // A signal names its thread, so its dispatch's partition is known without a lookup.
+  protected override notePulledSignals(signals: readonly RawSignal[]): void {
+    for (const s of signals) {
       if (typeof s.thread_id === 'string')
         this.#routes.set(s.dispatch_id, this.partitionOfThread(s.thread_id));
     }
-    return filterSignals(
-      raw,
-      (ids) =>
-        loadSignalTargets(
-          ids,
-          (valid) =>
-            Promise.all(
-              valid.map((did) =>
-                this.loadDispatch(did).catch((err: unknown) => {
-                  if (isStorageError(err, 'Serialization')) return err;
-                  throw err;
-                }),
-              ),
-            ),
-          this.#log,
-        ),
-      Date.now(),
+  }
+
+  protected override loadSignalRecords(
+    ids: readonly string[],
+  ): Promise<(RunDispatch | StorageError | null)[]> {
+    return Promise.all(
+      ids.map((did) =>
+        this.loadDispatch(did).catch((err: unknown) => {
+          if (isStorageError(err, 'Serialization')) return err;
+          throw err;
+        }),
+      ),
     );
   }
 

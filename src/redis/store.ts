@@ -48,7 +48,7 @@ import type {
 import { RUN_DISPATCH_STATUSES, isTerminal } from '../contract/types.js';
 import type { LiveChannel } from '../live/channel.js';
 import { filterSignals } from '../signals/filter.js';
-import type { SignalRef, SignalTransport } from '../signals/transport.js';
+import type { RawSignal, SignalRef, SignalTransport } from '../signals/transport.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { redisIoError, toIoError } from './errors.js';
 import type { RedisKeys } from './keys.js';
@@ -694,18 +694,32 @@ export class RedisMailboxStore
     const expires = args.bounded('expires_ms', expiresMs, args.MAX_PULL_EXPIRES_MS);
     const transport = this.#transport;
     if (transport === null || count === 0) return [];
-    this.#assertOpen();
+    this.assertUsable();
     let raw;
     try {
       raw = await transport.pull(count, expires);
     } catch (err) {
       throw toIoError('signals', err, this.#secrets);
     }
+    this.notePulledSignals(raw);
     return filterSignals(
       raw,
-      (ids) => loadSignalTargets(ids, (valid) => this.#loadMany(valid), this.#logger),
+      (ids) => loadSignalTargets(ids, (valid) => this.loadSignalRecords(valid), this.#logger),
       Date.now(),
     );
+  }
+
+  /** Throws `Io` once the store is closed. A subclass with state of its own to check extends it. */
+  protected assertUsable(): void {
+    this.#assertOpen();
+  }
+
+  /** What a subclass learns from pulled signals before their records are loaded (nothing here). */
+  protected notePulledSignals(_signals: readonly RawSignal[]): void {}
+
+  /** The records behind pulled signals, in order; a corrupt one comes back as its `Serialization` error. */
+  protected loadSignalRecords(ids: readonly string[]): Promise<(RunDispatch | StorageError | null)[]> {
+    return this.#loadMany(ids);
   }
 
   /**

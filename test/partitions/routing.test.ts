@@ -175,8 +175,10 @@ describe('partitioned store on one server', () => {
   it('is a RedisMailboxStore that overrides every store method of its base', () => {
     expect(store).toBeInstanceOf(RedisMailboxStore);
     // Base methods that never touch keys (live, signals flag, sweeper, lifecycle, getters) may stay.
+    // pullDispatchSignals reads records only through loadSignalRecords, which must be overridden (below).
     const inherited = new Set([
       'constructor',
+      'pullDispatchSignals',
       'supportsDispatchSignals',
       'deliverLive',
       'deliverLiveTo',
