@@ -20,7 +20,7 @@ return run(function()
   preflight()
   r.status = 'Queued'
   redis.call('HSET', KEYS[9], unpack(flat(r)))
-  redis.call('HINCRBY', KEYS[10], 'n', 1)
+  redis.call('HINCRBY', KEYS[10], 'n', '1')
   if r.dedupe_key ~= nil then redis.call('HSET', KEYS[11], r.dedupe_key, id) end
   enter(r, nil)
   return { 'ok' }

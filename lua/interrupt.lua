@@ -17,6 +17,7 @@ return run(function()
   local n = redis.call('HGET', KEYS[9], 'n')
   preflight()
   redis.call('HSET', KEYS[9], 'epoch', num(old + 1))
+  forget_epoch()
   if not n or tonumber(n) == nil or tonumber(n) <= 0 then redis.call('SADD', K_DRAINED, t) end
   local out = { 'ok', num(old + 1), active }
   for _, r in ipairs(queued) do

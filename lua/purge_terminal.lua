@@ -22,13 +22,17 @@ return run(function()
     redis.call('DEL', k_record(r.dispatch_id))
     if tonumber(redis.call('HINCRBY', k_thread(t), 'n', -1)) <= 0 then
       redis.call('DEL', k_thread(t), k_dedupe(t), k_stale(t))
+      forget_epoch()
     end
   end
   local more = #members == batch
   if not more then
     for _, t in ipairs(redis.call('SMEMBERS', K_DRAINED)) do
       local n = redis.call('HGET', k_thread(t), 'n')
-      if not n or (tonumber(n) or 0) <= 0 then redis.call('DEL', k_thread(t)) end
+      if not n or (tonumber(n) or 0) <= 0 then
+        redis.call('DEL', k_thread(t))
+        forget_epoch()
+      end
     end
     redis.call('DEL', K_DRAINED)
   end
