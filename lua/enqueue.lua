@@ -15,7 +15,15 @@ return run(function()
   end
   if redis.call('EXISTS', KEYS[9]) == 1 then raise('AlreadyExists', id) end
   local thread = redis.call('HMGET', KEYS[10], 'epoch', 'n')
-  r.dispatch_epoch = num(epoch_value(r.thread_id, thread[1]))
+  local epoch = epoch_value(r.thread_id, thread[1])
+  -- The stored decimal as it is, unless leading zeros need normalizing (string.format is not free).
+  if not thread[1] then
+    r.dispatch_epoch = '0'
+  elseif #thread[1] == 1 or string.byte(thread[1], 1) ~= 48 then
+    r.dispatch_epoch = thread[1]
+  else
+    r.dispatch_epoch = num(epoch)
+  end
   check_record_count(r.thread_id, thread[2])
   preflight()
   r.status = 'Queued'

@@ -164,12 +164,22 @@ local function index_arg(n)
   return SMALL[n] or num(n)
 end
 
-local ZEROS = '0000000000000000'
+-- n -> n zeros, for `pad`.
+local ZPAD = {
+  [0] = '', '0', '00', '000', '0000', '00000', '000000', '0000000', '00000000', '000000000', '0000000000',
+  '00000000000', '000000000000', '0000000000000', '00000000000000', '000000000000000', '0000000000000000',
+}
 
--- Zero-pad a validated decimal string to `width` digits (normalizing hand-written leading zeros).
+-- Zero-pad a validated decimal string to `width` digits (normalizing hand-written leading zeros). A value
+-- of exactly `width` digits is its own result (stripping its leading zeros and padding again changes nothing).
 local function pad(v, width)
-  if #v > 1 and string.byte(v, 1) == 48 then v = num(tonumber(v)) end
-  return string.sub(ZEROS, 1, width - #v) .. v
+  local n = #v
+  if n == width then return v end
+  if n > 1 and string.byte(v, 1) == 48 then
+    v = num(tonumber(v))
+    n = #v
+  end
+  return (ZPAD[width - n] or '') .. v
 end
 
 local function is_int(v)
@@ -219,16 +229,22 @@ end
 local function load(id)
   local flat = redis.call('HGETALL', k_record(id))
   if #flat == 0 then return nil end
-  local r = {}
+  -- The constructor sizes the table for a whole record at once (filling an empty one rehashes it at 1, 2,
+  -- 4, 8 and 16 fields); keys left nil are absent fields, as in any table.
+  local r = {
+    dispatch_id = nil, thread_id = nil, run_id = nil, status = nil, priority = nil, dispatch_epoch = nil,
+    available_at = nil, attempt_count = nil, max_attempts = nil, created_at = nil, updated_at = nil,
+    lease_until = nil, completed_at = nil, claim_token = nil, claimed_by = nil, dispatch_instance_id = nil,
+    run_status = nil, termination = nil, run_response = nil, run_error = nil, last_error = nil, dedupe_key = nil,
+  }
   for i = 1, #flat, 2 do r[flat[i]] = flat[i + 1] end
   return r
 end
 
 local function flat(r)
-  local out = {}
+  local out, n = {}, 0
   for f, v in pairs(r) do
-    out[#out + 1] = f
-    out[#out + 1] = v
+    out[n + 1], out[n + 2], n = f, v, n + 2
   end
   return out
 end
@@ -267,9 +283,9 @@ local function check(r, id)
       end
     end
   end
-  -- Digits only by now: three of them compare as strings (saves a tonumber on the usual priorities).
+  -- Digits only by now: one or two of them are in range without a tonumber.
   local p = r.priority
-  if (#p == 3 and p > '255') or (#p > 3 and tonumber(p) > 255) then corrupt(id, 'priority must be in 0..=255') end
+  if #p > 2 and tonumber(p) > 255 then corrupt(id, 'priority must be in 0..=255') end
   local max = tonumber(r.max_attempts)
   if max < 1 or max > MAX_U32 then corrupt(id, 'max_attempts must be in 1..=u32::MAX') end
   if tonumber(r.attempt_count) > max then corrupt(id, 'attempt_count must not exceed max_attempts') end
@@ -368,23 +384,23 @@ end
 
 -- Apply field updates (value false = clear the field) to the record table and its hash.
 local function write(r, updates)
-  local hset, hdel = {}, {}
+  local hset, hdel, ns, nd = {}, {}, 0, 0
   for f, v in pairs(updates) do
     if v == false then
       -- Only fields the record has: an HDEL of absent fields would be a wasted call on the hot path.
       if r[f] ~= nil then
         r[f] = nil
-        hdel[#hdel + 1] = f
+        nd = nd + 1
+        hdel[nd] = f
       end
     else
       r[f] = v
-      hset[#hset + 1] = f
-      hset[#hset + 1] = v
+      hset[ns + 1], hset[ns + 2], ns = f, v, ns + 2
     end
   end
   local key = k_record(r.dispatch_id)
-  if #hset > 0 then redis.call('HSET', key, unpack(hset)) end
-  if #hdel > 0 then redis.call('HDEL', key, unpack(hdel)) end
+  if ns > 0 then redis.call('HSET', key, unpack(hset, 1, ns)) end
+  if nd > 0 then redis.call('HDEL', key, unpack(hdel, 1, nd)) end
 end
 
 -- ---- indexes ----
@@ -452,7 +468,7 @@ local function transition(r, updates, now)
 end
 
 local function cleared(updates, fields)
-  for _, f in ipairs(fields) do updates[f] = false end
+  for i = 1, #fields do updates[fields[i]] = false end
   return updates
 end
 
@@ -617,13 +633,11 @@ local function result_updates(id, token, now_s, first)
   if run_id ~= r.run_id then
     raise('Validation', "dispatch '" .. id .. "' result run_id '" .. run_id .. "' does not match '" .. r.run_id .. "'")
   end
-  local function opt(i)
-    if arg(first + i) == '1' then return arg(first + i + 1) end
-    return false
-  end
+  local a = first + 3 -- ARGV index of arg(first)
   return r, {
-    dispatch_instance_id = arg(first + 1), run_status = arg(first + 2), termination = opt(3), run_response = opt(5),
-    run_error = opt(7), completed_at = now_s, updated_at = now_s,
+    dispatch_instance_id = ARGV[a + 1], run_status = ARGV[a + 2],
+    termination = ARGV[a + 3] == '1' and ARGV[a + 4], run_response = ARGV[a + 5] == '1' and ARGV[a + 6],
+    run_error = ARGV[a + 7] == '1' and ARGV[a + 8], completed_at = now_s, updated_at = now_s,
   }
 end
 
