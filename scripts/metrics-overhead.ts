@@ -6,6 +6,9 @@
  *
  *   npx tsx scripts/metrics-overhead.ts [--rounds 6] [--dispatches 20000] [--threads 64] [--feed]
  *
+ * Besides the two medians it prints the median of the per-pair ratios (each on round against the off round
+ * beside it), with their range: on a shared machine the pairs show how far the figures scatter.
+ *
  * `--feed` also attaches the lifecycle feed publisher (in-process transport) on the instrumented side.
  */
 import { parseArgs } from 'node:util';
@@ -106,4 +109,14 @@ console.log(
 );
 console.log(
   `median throughput:   off ${tOff.toFixed(0)}/s, on ${tOn.toFixed(0)}/s (${(((tOn - tOff) / tOff) * 100).toFixed(1)} %)`,
+);
+// Each round's on/off ratio against the off round run right beside it: a load drift on a shared machine
+// moves both rounds of a pair, so the pairs' median is steadier than the ratio of the two medians.
+const pct = (x: number): string => `${((x - 1) * 100).toFixed(1)} %`;
+const pairs = (f: (r: { cpuUs: number; perS: number }) => number): number[] =>
+  results.on.map((on, i) => f(on) / f(results.off[i] as { cpuUs: number; perS: number })).sort((a, b) => a - b);
+const cpuPairs = pairs((r) => r.cpuUs);
+const perSPairs = pairs((r) => r.perS);
+console.log(
+  `paired (median, min..max of ${ROUNDS} pairs): CPU/dispatch ${pct(median(cpuPairs))} (${pct(cpuPairs[0] as number)}..${pct(cpuPairs[ROUNDS - 1] as number)}), throughput ${pct(median(perSPairs))} (${pct(perSPairs[0] as number)}..${pct(perSPairs[ROUNDS - 1] as number)})`,
 );
