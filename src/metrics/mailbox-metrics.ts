@@ -16,6 +16,7 @@ import { ValueType } from '@opentelemetry/api';
 import type { EventEmitter } from 'node:events';
 import type { RunDispatch } from '../contract/types.js';
 import type { MailboxEvents } from '../mailbox/types.js';
+import { SeriesSet } from './batched-histogram.js';
 import { localCounter } from './local-counter.js';
 import { activeMeter, type MetricsOptions } from './meter.js';
 import { LATENCY_BUCKETS_MS, METRIC } from './names.js';
@@ -65,24 +66,28 @@ export function instrumentMailbox(mailbox: ObservableMailbox, options?: MetricsO
     valueType: ValueType.INT,
   });
 
+  // Values go to the SDK in batches, all of them before each collection (see batched-histogram.ts).
+  const series = new SeriesSet();
+  const toStart = series.series(enqueueToStart);
   const startedAt = new Map<string, number>();
   /** The listener of one ending event: its attribute set and count cell are resolved here, once. */
   const ended = (outcome: Outcome): ((d: RunDispatch) => void) => {
     const attrs: Attributes = { outcome };
     const count = outcomes.cell(attrs);
+    const duration = series.series(runDuration, attrs);
     return (d) => {
       count.n++;
       const start = startedAt.get(d.dispatch_id);
       if (start === undefined) return;
       startedAt.delete(d.dispatch_id);
-      runDuration.record(Math.max(0, d.updated_at - start), attrs);
+      duration.record(Math.max(0, d.updated_at - start));
     };
   };
 
   mailbox.on('started', (d) => {
     const start = d.updated_at;
     const from = d.available_at > start ? d.created_at : Math.max(d.created_at, d.available_at);
-    enqueueToStart.record(Math.max(0, start - from));
+    toStart.record(Math.max(0, start - from));
     startedAt.set(d.dispatch_id, start);
     if (startedAt.size > MAX_TRACKED_RUNS) {
       const oldest = startedAt.keys().next();
@@ -97,7 +102,11 @@ export function instrumentMailbox(mailbox: ObservableMailbox, options?: MetricsO
   mailbox.on('handedBack', ended('handed_back'));
 
   const consumer: Attributes = { consumer: mailbox.consumerId };
-  const observeActive = (result: ObservableResult): void => result.observe(mailbox.activeRuns, consumer);
+  const observeActive = (result: ObservableResult): void => {
+    // The SDK runs callbacks before it reads the histograms: hand it the durations held so far.
+    series.flush();
+    result.observe(mailbox.activeRuns, consumer);
+  };
   active.addCallback(observeActive);
   const target = mailbox as unknown as Record<string, unknown>;
   const stop = mailbox.stop.bind(mailbox);
@@ -106,6 +115,7 @@ export function instrumentMailbox(mailbox: ObservableMailbox, options?: MetricsO
       return await stop();
     } finally {
       active.removeCallback(observeActive);
+      series.close();
     }
   };
   return true;

@@ -27,6 +27,7 @@ import type {
   RunDispatchStatus,
 } from '../contract/types.js';
 import { RUN_DISPATCH_STATUSES } from '../contract/types.js';
+import { SeriesSet } from './batched-histogram.js';
 import { localCounter, type CountCell, type LocalCounter } from './local-counter.js';
 import { activeMeter, type MetricsOptions } from './meter.js';
 import { LATENCY_BUCKETS_MS, METRIC } from './names.js';
@@ -174,6 +175,8 @@ class StoreInstruments {
   readonly #republish: CountCell;
   readonly #requeued: CountCell;
   readonly #receiptCells: ReceiptCells;
+  /** The duration series of every operation, flushed into the SDK before each collection and at close. */
+  readonly #series = new SeriesSet();
   readonly #attrs = new Map<string, Map<string | boolean, Attributes>>();
   readonly #errorAttrsCache = new Map<string, Attributes>();
 
@@ -284,16 +287,15 @@ class StoreInstruments {
    * synchronously (the memory store's `sweepDueSignals`) or throws synchronously still does so.
    */
   #timed(op: Operation, original: Method): Method {
-    const attrs: Attributes = { operation: op };
-    const duration = this.#duration;
+    const duration = this.#series.series(this.#duration, { operation: op });
     const store = this.#store;
     const onValue = this.#onValue(op);
     const failed = (start: number, err: unknown): void => {
-      duration.record(clock.now() - start, attrs);
+      duration.record(clock.now() - start);
       this.#failed(op, err);
     };
     const succeeded = (start: number, value: unknown): void => {
-      duration.record(clock.now() - start, attrs);
+      duration.record(clock.now() - start);
       // A store answering outside its contract must not fail the call because of what it counts.
       if (onValue !== null) {
         try {
@@ -452,7 +454,10 @@ class StoreInstruments {
       RUN_DISPATCH_STATUSES.map((s) => [s, this.#with('status', s)]),
     );
     const observables: Observable[] = [dispatches, leaseAge, queuedAge];
+    const series = this.#series;
     const callback = async (result: BatchObservableResult): Promise<void> => {
+      // The SDK runs callbacks before it reads the histograms: hand it the durations held so far.
+      series.flush();
       const now = Date.now();
       const [counts, heads] = await Promise.allSettled([
         count ? Promise.all(RUN_DISPATCH_STATUSES.map((s) => count(s) as Promise<number>)) : null,
@@ -476,6 +481,7 @@ class StoreInstruments {
       const bound = (close as Method).bind(store) as Method;
       this.#target.close = () => {
         meter.removeBatchObservableCallback(callback, observables);
+        series.close();
         return bound();
       };
     }

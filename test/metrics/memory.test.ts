@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { queuedDispatch } from '../../src/contract/helpers.js';
 import { Mailbox } from '../../src/mailbox/index.js';
 import { MemoryMailboxStore } from '../../src/memory/index.js';
+import { BATCH } from '../../src/metrics/batched-histogram.js';
 import { METRIC, instrumentMailbox, instrumentStore } from '../../src/metrics/index.js';
 import { eventually } from '../mailbox/wait.js';
 import { testMetrics } from './reader.js';
@@ -206,6 +207,20 @@ describe('metrics: memory store', () => {
     const after = await m.collect();
     expect(after.sum(METRIC.dispatchOutcome, { outcome: 'completed' })).toBe(12);
     expect(after.sum(METRIC.claimAttempt, { result: 'claimed' })).toBe(12);
+  });
+
+  it('hands every duration to the SDK by the next collection, batched or not, and after the store closed', async () => {
+    // More values than one batch of a series holds (BATCH), so both a full batch and the rest are flushed.
+    const n = BATCH * 2 + 7;
+    for (let i = 0; i < n; i++) await store.enqueue(dispatch(`d${i}`, `t${i}`));
+    expect((await m.collect()).count(METRIC.storeOperationDuration, { operation: 'enqueue' })).toBe(n);
+    await store.enqueue(dispatch('late', 't-late'));
+    await store.close();
+    // After close no collection callback is left to flush: a failed call on the closed store records at once.
+    await expect(store.enqueue(dispatch('closed', 't-closed'))).rejects.toBeDefined();
+    const s = await m.collect();
+    expect(s.count(METRIC.storeOperationDuration, { operation: 'enqueue' })).toBe(n + 2);
+    expect(s.sum(METRIC.storeOperationErrors, { operation: 'enqueue' })).toBe(1);
   });
 
   it('keeps the store contract: results, failures and synchronous answers reach the caller as before', async () => {
