@@ -114,7 +114,9 @@ console.log(
 // moves both rounds of a pair, so the pairs' median is steadier than the ratio of the two medians.
 const pct = (x: number): string => `${((x - 1) * 100).toFixed(1)} %`;
 const pairs = (f: (r: { cpuUs: number; perS: number }) => number): number[] =>
-  results.on.map((on, i) => f(on) / f(results.off[i] as { cpuUs: number; perS: number })).sort((a, b) => a - b);
+  results.on
+    .map((on, i) => f(on) / f(results.off[i] as { cpuUs: number; perS: number }))
+    .sort((a, b) => a - b);
 const cpuPairs = pairs((r) => r.cpuUs);
 const perSPairs = pairs((r) => r.perS);
 console.log(

@@ -67,7 +67,9 @@ export function localCounter(meter: Meter, name: string, description: string): L
   }
   let counter = byName.get(name);
   if (counter === undefined) {
-    counter = new LocalCounter(meter.createObservableCounter(name, { description, valueType: ValueType.INT }));
+    counter = new LocalCounter(
+      meter.createObservableCounter(name, { description, valueType: ValueType.INT }),
+    );
     byName.set(name, counter);
   }
   return counter;
