@@ -460,6 +460,32 @@ local function enter(r, now)
   end
 end
 
+-- Delete terminal record r with its index entries and count; a thread left without records loses its
+-- keys (epoch, dedupe, stale set). Shared by purge_terminal and purge_dead_letters.
+local function delete_terminal(r)
+  local t = r.thread_id
+  redis.call('ZREM', K_TERMINAL, terminal_key(r))
+  redis.call('ZREM', k_status(r.status, t), order_key(r))
+  redis.call('HINCRBY', K_COUNTS, r.status, -1)
+  redis.call('DEL', k_record(r.dispatch_id))
+  if tonumber(redis.call('HINCRBY', k_thread(t), 'n', -1)) <= 0 then
+    redis.call('DEL', k_thread(t), k_dedupe(t), k_stale(t))
+    forget_epoch()
+  end
+end
+
+-- Threads interrupted while empty (K_DRAINED) that still hold no records lose their epoch hash.
+local function drop_drained_threads()
+  for _, t in ipairs(redis.call('SMEMBERS', K_DRAINED)) do
+    local n = redis.call('HGET', k_thread(t), 'n')
+    if not n or (tonumber(n) or 0) <= 0 then
+      redis.call('DEL', k_thread(t))
+      forget_epoch()
+    end
+  end
+  redis.call('DEL', K_DRAINED)
+end
+
 local function transition(r, updates, now)
   preflight()
   leave(r)

@@ -14,27 +14,8 @@ return run(function()
     check_record_count(r.thread_id, redis.call('HGET', k_thread(r.thread_id), 'n'))
   end
   preflight()
-  for _, r in ipairs(records) do
-    local t = r.thread_id
-    redis.call('ZREM', K_TERMINAL, terminal_key(r))
-    redis.call('ZREM', k_status(r.status, t), order_key(r))
-    redis.call('HINCRBY', K_COUNTS, r.status, -1)
-    redis.call('DEL', k_record(r.dispatch_id))
-    if tonumber(redis.call('HINCRBY', k_thread(t), 'n', -1)) <= 0 then
-      redis.call('DEL', k_thread(t), k_dedupe(t), k_stale(t))
-      forget_epoch()
-    end
-  end
+  for _, r in ipairs(records) do delete_terminal(r) end
   local more = #members == batch
-  if not more then
-    for _, t in ipairs(redis.call('SMEMBERS', K_DRAINED)) do
-      local n = redis.call('HGET', k_thread(t), 'n')
-      if not n or (tonumber(n) or 0) <= 0 then
-        redis.call('DEL', k_thread(t))
-        forget_epoch()
-      end
-    end
-    redis.call('DEL', K_DRAINED)
-  end
+  if not more then drop_drained_threads() end
   return { 'ok', num(#records), more and '1' or '0' }
 end)
