@@ -1,4 +1,4 @@
--- cancel(id, now): KEYS[9] record. ARGV: id, now. Only Queued dispatches; no epoch check.
+-- cancel(id, now): KEYS[2] record. ARGV: id, now. Only Queued dispatches; no epoch check.
 -- Reply: {'ok'} (nothing cancelled) or {'ok', record}.
 return run(function()
   local id, now_s = arg(1), arg(2)

@@ -1,5 +1,5 @@
 -- claim_dispatch_and_start(id, consumer, lease, now, instance): claim_dispatch then record_dispatch_start,
--- in one script (fused, src/contract/fused.ts). KEYS[9] record.
+-- in one script (fused, src/contract/fused.ts). KEYS[2] record.
 -- ARGV: id, consumer, token, now, lease_until, instance. Reply: {'ok'} (not claimed) or {'ok', started record}.
 return run(function()
   local id, token, now_s = arg(1), arg(3), arg(4)

@@ -2,7 +2,7 @@
 -- record_dispatch_start on the next thread, in one script (fused, src/contract/fused.ts). A failing
 -- completion answers its error and claims nothing; a failing claim after it answers {'ok', 'claim-err', …}
 -- (the completion stays committed, as with the two calls made back to back).
--- KEYS[9] record; KEYS[10..14] as claim's KEYS[9..13] for the next thread (thread hash, ready, waiting,
+-- KEYS[2] record; KEYS[3..7] as claim's KEYS[2..6] for the next thread (thread hash, ready, waiting,
 -- Claimed set, stale-Queued set).
 -- ARGV: as record_run_result (id, token, now, then 9 result arguments), then next thread, consumer, token,
 -- lease_until, instance.
@@ -11,7 +11,7 @@ return run(function()
   local id, token, now_s = arg(1), arg(2), arg(3)
   complete_and_ack(id, token, now_s, 4)
   local ok, res = pcall(claim_and_start_thread, arg(13), arg(14), arg(15), now_s, arg(16), arg(17),
-    { KEYS[11], KEYS[12], KEYS[13], KEYS[14] })
+    { KEYS[4], KEYS[5], KEYS[6], KEYS[7] })
   if not ok then
     if type(res) == 'table' and res.awaken then return { 'ok', 'claim-err', res.kind, res.detail } end
     error(res, 0)

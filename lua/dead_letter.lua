@@ -1,4 +1,4 @@
--- dead_letter(id, token, error, now): KEYS[9] record. ARGV: id, token, error, now. Projection kept.
+-- dead_letter(id, token, error, now): KEYS[2] record. ARGV: id, token, error, now. Projection kept.
 -- Reply: {'ok'}.
 return run(function()
   local err, now_s = arg(3), arg(4)

@@ -1,4 +1,4 @@
--- extend_lease(id, token, extension, now): KEYS[9] record. ARGV: id, token, lease_until, now.
+-- extend_lease(id, token, extension, now): KEYS[2] record. ARGV: id, token, lease_until, now.
 -- Reply: {'ok', '1'} extended, {'ok', '0'} not (missing, not Claimed, wrong token, or stale → Superseded).
 return run(function()
   local id, token, lease_s, now_s = arg(1), arg(2), arg(3), arg(4)

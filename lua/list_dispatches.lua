@@ -1,4 +1,4 @@
--- list_dispatches(thread, filter, limit, offset): KEYS[9..] the thread's per-status sets to merge.
+-- list_dispatches(thread, filter, limit, offset): KEYS[2..] the thread's per-status sets to merge.
 -- ARGV: limit, offset, then the status of each extra key in order.
 -- Reply: {'ok', status, record-or-{}, status, record-or-{}, ...} (read only; Node validates each record
 -- and that it matches the status of the set it came from).
@@ -9,9 +9,9 @@ return run(function()
   local want = offset + limit
   -- Each set is already in order; take the first `want` of each and merge (byte order, like ZRANGE).
   local heads = {}
-  for i = 9, #KEYS do
+  for i = 2, #KEYS do
     local members = redis.call('ZRANGE', KEYS[i], 0, want - 1)
-    if #members > 0 then heads[#heads + 1] = { members = members, at = 1, status = arg(2 + i - 8) } end
+    if #members > 0 then heads[#heads + 1] = { members = members, at = 1, status = arg(1 + i) } end
   end
   local function less(a, b)
     local n = math.min(#a, #b)

@@ -1,4 +1,4 @@
--- nack(id, token, retry_at, error, now): KEYS[9] record. ARGV: id, token, retry_at, error, now.
+-- nack(id, token, retry_at, error, now): KEYS[2] record. ARGV: id, token, retry_at, error, now.
 -- Reply: {'ok', new status, thread_id} ('Queued' = claimable again, signalled; 'DeadLetter' = exhausted).
 return run(function()
   local retry_s, err, now_s = arg(3), arg(4), arg(5)

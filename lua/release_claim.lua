@@ -1,5 +1,5 @@
 -- release_claim(ref, token, now): hand a claim back without costing an attempt (HandBackMailboxStore,
--- src/contract/fused.ts). KEYS[9]: the record (mode 'dispatch') or the thread's Claimed set (mode 'thread').
+-- src/contract/fused.ts). KEYS[2]: the record (mode 'dispatch') or the thread's Claimed set (mode 'thread').
 -- ARGV: mode, id (the dispatch or the thread), token, now.
 -- Every Claimed dispatch that `token` holds there goes back to Queued, available at `now`, attempt_count and
 -- last_error unchanged, claim and runtime projection cleared (signalled by `transition`); one whose epoch is
@@ -31,7 +31,7 @@ return run(function()
       if r.status == 'Claimed' and r.claim_token == token then held[1] = r end
     end
   elseif mode == 'thread' then
-    for _, member in ipairs(redis.call('ZRANGE', KEYS[9], 0, -1)) do
+    for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
       local id = string.sub(member, RELEASE_ID_AT)
       local r = load(id)
       if r == nil then

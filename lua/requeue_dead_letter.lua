@@ -1,4 +1,4 @@
--- requeue_dead_letter(id, now, reset): KEYS[9] the record. ARGV: id, now, reset ('1' = attempt_count to 0).
+-- requeue_dead_letter(id, now, reset): KEYS[2] the record. ARGV: id, now, reset ('1' = attempt_count to 0).
 -- A DeadLetter dispatch back to Queued (src/contract/dead-letters.ts): available at `now`, stamped with its
 -- thread's current epoch (like enqueue), claim fields, completed_at and runtime projection cleared, last_error
 -- and (without reset) attempt_count kept. Its dedupe key, when another non-terminal dispatch holds it, refuses

@@ -1,4 +1,4 @@
--- supersede_claimed(id, token, now, reason): KEYS[9] record. ARGV: id, token, now, reason.
+-- supersede_claimed(id, token, now, reason): KEYS[2] record. ARGV: id, token, now, reason.
 -- Reply: {'ok'} (missing / not Claimed) or {'ok', record}; wrong token → VersionConflict{0,1}.
 return run(function()
   local id, token, now_s, reason = arg(1), arg(2), arg(3), arg(4)

@@ -86,7 +86,11 @@ export interface RedisKeys {
    */
   readonly dispatchDirectory: string;
 
-  /** The global keys every script receives as KEYS[1..8], in this order (see lua/prelude.lua). */
+  /**
+   * The namespace's global keys, in the order lua/prelude.lua derives them from the prefix (the only one of
+   * them a script receives, as KEYS[1]): prefix, counts, leases, terminal, queued threads, due, signal
+   * stream, drained threads.
+   */
   readonly scriptGlobals: readonly string[];
 }
 

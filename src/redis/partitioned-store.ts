@@ -33,6 +33,7 @@ import type {
 } from '../contract/types.js';
 import type { IndexHeads } from '../metrics/store-probe.js';
 import type { RawSignal, SignalRef } from '../signals/transport.js';
+import type { SignalTarget } from '../signals/filter.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { connectionForKey, isCluster, keySlot, masterConnections, type RedisClient } from './cluster.js';
 import { toIoError } from './errors.js';
@@ -635,13 +636,17 @@ export class PartitionedRedisMailboxStore extends RedisMailboxStore {
         unwrapReply(
           'purge_terminal',
           await this.#io(() =>
-            this.#scripts.eval('purge_terminal', k.scriptGlobals, [
-              this.#signalFlag,
-              String(Date.now()),
-              String(this.#republishAfterMs),
-              String(olderThan),
-              String(PURGE_BATCH),
-            ]),
+            this.#scripts.eval(
+              'purge_terminal',
+              [k.prefix],
+              [
+                this.#signalFlag,
+                String(Date.now()),
+                String(this.#republishAfterMs),
+                String(olderThan),
+                String(PURGE_BATCH),
+              ],
+            ),
           ),
         ),
       );
@@ -681,7 +686,7 @@ export class PartitionedRedisMailboxStore extends RedisMailboxStore {
 
   protected override loadSignalRecords(
     ids: readonly string[],
-  ): Promise<(RunDispatch | StorageError | null)[]> {
+  ): Promise<(SignalTarget | StorageError | null)[]> {
     return Promise.all(
       ids.map((did) =>
         this.loadDispatch(did).catch((err: unknown) => {

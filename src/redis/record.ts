@@ -7,7 +7,8 @@
 import { StorageError } from '../contract/errors.js';
 import { runDispatchFromWire, terminationToWire } from '../contract/codec.js';
 import { RUN_DISPATCH_STATUSES, RUN_STATUSES } from '../contract/types.js';
-import type { RunDispatch, TerminationReason } from '../contract/types.js';
+import type { RunDispatch, RunDispatchStatus, TerminationReason } from '../contract/types.js';
+import type { SignalTarget } from '../signals/filter.js';
 import { validateForPersist } from '../contract/validate.js';
 
 const INT_FIELDS = new Set([
@@ -216,4 +217,29 @@ export function enqueueFields(d: RunDispatch): string[] {
 
 export function terminationJson(t: TerminationReason): string {
   return JSON.stringify(terminationToWire(t));
+}
+
+/** The fields a pulled signal's filter reads (`SIGNAL_TARGET_FIELDS` order), fetched with one HMGET. */
+export const SIGNAL_TARGET_FIELDS = ['dispatch_id', 'thread_id', 'status', 'available_at'] as const;
+
+/**
+ * Decode an HMGET of `SIGNAL_TARGET_FIELDS`: null when the record is missing (every field absent), the
+ * four fields when they are well formed, else `Serialization` naming the bad field. A signal needs no
+ * more of its record: whoever claims the dispatch reads and checks the whole of it.
+ */
+export function signalTargetFromFields(id: string, values: readonly (string | null)[]): SignalTarget | null {
+  const [dispatchId, threadId, status, availableAt] = values;
+  if (dispatchId == null && threadId == null && status == null && availableAt == null) return null;
+  const fail = (what: string): StorageError => StorageError.serialization(`dispatch '${id}': ${what}`);
+  if (dispatchId !== id) throw fail('dispatch_id field does not match its key');
+  if (threadId == null || threadId.trim().length === 0) throw fail('thread_id is missing or blank');
+  if (status == null || !STATUSES.has(status)) throw fail('status is not a RunDispatchStatus');
+  const available = fastInt(availableAt ?? undefined);
+  if (available == null) throw fail('available_at is missing or not a non-negative safe integer');
+  return {
+    dispatch_id: id,
+    thread_id: threadId,
+    status: status as RunDispatchStatus,
+    available_at: available,
+  };
 }

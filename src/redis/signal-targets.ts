@@ -5,20 +5,20 @@
  * signals it again. Connection failures still throw.
  */
 import { StorageError } from '../contract/errors.js';
-import type { RunDispatch } from '../contract/types.js';
+import type { SignalTarget } from '../signals/filter.js';
 import type { Logger } from '../util/logger.js';
 import { id } from './ids.js';
 
-/** Loads records by (valid) id, in order: a record, null when missing, or the error of a corrupt one. */
+/** Loads signal targets by (valid) id, in order: a target, null when missing, or the error of a corrupt record. */
 export type RecordLoader = (
   dispatchIds: readonly string[],
-) => Promise<readonly (RunDispatch | StorageError | null)[]>;
+) => Promise<readonly (SignalTarget | StorageError | null)[]>;
 
 export async function loadSignalTargets(
   dispatchIds: readonly string[],
   load: RecordLoader,
   logger: Logger,
-): Promise<(RunDispatch | null)[]> {
+): Promise<(SignalTarget | null)[]> {
   const valid = dispatchIds.map((d) => {
     try {
       return id('dispatch_id', d);

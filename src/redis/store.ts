@@ -47,13 +47,20 @@ import type {
 } from '../contract/types.js';
 import { RUN_DISPATCH_STATUSES, isTerminal } from '../contract/types.js';
 import type { LiveChannel } from '../live/channel.js';
-import { filterSignals } from '../signals/filter.js';
+import { filterSignals, type SignalTarget } from '../signals/filter.js';
 import type { RawSignal, SignalRef, SignalTransport } from '../signals/transport.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { redisIoError, toIoError } from './errors.js';
 import type { RedisKeys } from './keys.js';
 import type { SignalsMode } from './options.js';
-import { enqueueFields, pairsToObject, recordFromHash, terminationJson } from './record.js';
+import {
+  enqueueFields,
+  pairsToObject,
+  recordFromHash,
+  SIGNAL_TARGET_FIELDS,
+  signalTargetFromFields,
+  terminationJson,
+} from './record.js';
 import type { ScriptName, ScriptRunner } from './scripts.js';
 import { scriptError, unwrapReply } from './scripts.js';
 
@@ -259,7 +266,7 @@ export class RedisMailboxStore
     return payload.length === 0 ? null : this.#decodeFlat(payload[0], did);
   }
 
-  /** The thread keys `claim` and `claim_and_start` take (KEYS[9..13]). */
+  /** The thread keys `claim` and `claim_and_start` take (KEYS[2..6]). */
   #claimKeys(thread: string): string[] {
     const k = this.#keys;
     return [
@@ -717,9 +724,28 @@ export class RedisMailboxStore
   /** What a subclass learns from pulled signals before their records are loaded (nothing here). */
   protected notePulledSignals(_signals: readonly RawSignal[]): void {}
 
-  /** The records behind pulled signals, in order; a corrupt one comes back as its `Serialization` error. */
-  protected loadSignalRecords(ids: readonly string[]): Promise<(RunDispatch | StorageError | null)[]> {
-    return this.#loadMany(ids);
+  /**
+   * The records behind pulled signals, in order, as far as the filter reads them (one HMGET each, not the
+   * whole hash: nearly every signal names a dispatch a chained claim already took); a corrupt one comes back
+   * as its `Serialization` error.
+   */
+  protected async loadSignalRecords(ids: readonly string[]): Promise<(SignalTarget | StorageError | null)[]> {
+    if (ids.length === 0) return [];
+    const results = await this.#io(async () => {
+      const pipeline = this.#redis.pipeline();
+      for (const did of ids) pipeline.hmget(this.#keys.record(did), ...SIGNAL_TARGET_FIELDS);
+      return (await pipeline.exec()) ?? [];
+    });
+    return ids.map((did, i) => {
+      const [err, values] = results[i] ?? [new Error('missing pipeline reply'), null];
+      if (err) throw redisIoError(this.#redis, err, this.#secrets);
+      try {
+        return signalTargetFromFields(did, (values ?? []) as (string | null)[]);
+      } catch (decodeErr) {
+        if (decodeErr instanceof StorageError) return decodeErr;
+        throw decodeErr;
+      }
+    });
   }
 
   /**
@@ -907,7 +933,7 @@ export class RedisMailboxStore
     extraKeys: readonly string[],
     scriptArgs: readonly string[],
   ): Promise<unknown[]> {
-    const keys = [...this.#keys.scriptGlobals, ...extraKeys];
+    const keys = [this.#keys.prefix, ...extraKeys];
     const flags = [
       this.#signals === 'redis-streams' ? '1' : '0',
       String(Date.now()),

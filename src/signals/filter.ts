@@ -2,6 +2,9 @@ import type { DispatchSignalEntry, RunDispatch } from '../contract/types.js';
 import { isTerminal } from '../contract/types.js';
 import type { RawSignal } from './transport.js';
 
+/** What the filter reads of a signalled dispatch's record. */
+export type SignalTarget = Pick<RunDispatch, 'dispatch_id' | 'thread_id' | 'status' | 'available_at'>;
+
 /** Longest a not-yet-available dispatch's signal is parked with nackWithDelay instead of acked. */
 export const MAX_PARKED_SIGNAL_MS = 30_000;
 
@@ -12,11 +15,11 @@ export const MAX_PARKED_SIGNAL_MS = 30_000;
  */
 export async function filterSignals(
   raw: readonly RawSignal[],
-  load: (dispatchIds: readonly string[]) => Promise<(RunDispatch | null)[]>,
+  load: (dispatchIds: readonly string[]) => Promise<(SignalTarget | null)[]>,
   now: number,
 ): Promise<DispatchSignalEntry[]> {
   if (raw.length === 0) return [];
-  let records: (RunDispatch | null)[];
+  let records: (SignalTarget | null)[];
   try {
     records = await load(raw.map((s) => s.dispatch_id));
   } catch (err) {

@@ -41,6 +41,12 @@ export async function closeSocketsOnFailure<T>(open: () => Promise<T>): Promise<
     throw err;
   } finally {
     scope.sockets = null;
-    if (--activeScopes === 0) diagnosticsChannel.unsubscribe('net.client.socket', onClientSocket);
+    if (--activeScopes === 0) {
+      diagnosticsChannel.unsubscribe('net.client.socket', onClientSocket);
+      // An AsyncLocalStorage that ran once keeps Node's promise hooks installed for good: every promise of the
+      // process then pays for them (a worker node spent ~10 % of its CPU in promiseInitHook and friends after
+      // its NATS connect). Disabled, it uninstalls them; the next `run` enables it again.
+      scopes.disable();
+    }
   }
 }

@@ -6,7 +6,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { StorageError } from '../../src/contract/errors.js';
-import { decodeCommonRecord, decodeRecordWithSchema, recordFromHash } from '../../src/redis/record.js';
+import {
+  decodeCommonRecord,
+  decodeRecordWithSchema,
+  recordFromHash,
+  SIGNAL_TARGET_FIELDS,
+  signalTargetFromFields,
+} from '../../src/redis/record.js';
 
 const intText = fc.oneof(
   fc.nat({ max: 300 }).map(String),
@@ -151,5 +157,55 @@ describe('hot-path record decoder', () => {
     };
     expect(decodeCommonRecord('d1', started)).toEqual(decodeRecordWithSchema('d1', started));
     expect(decodeCommonRecord('d1', started)?.lease_until).toBe(31000);
+  });
+});
+
+describe('signalTargetFromFields (the HMGET a pulled signal reads)', () => {
+  const fields = (over: Partial<Record<string, string | null>> = {}): (string | null)[] => {
+    const f: Record<string, string | null> = {
+      dispatch_id: 'd1',
+      thread_id: 't1',
+      status: 'Queued',
+      available_at: '1000',
+      ...over,
+    };
+    return SIGNAL_TARGET_FIELDS.map((name) => f[name] ?? null);
+  };
+
+  it('answers the four fields of a well-formed record and null for a missing one', () => {
+    expect(signalTargetFromFields('d1', fields())).toEqual({
+      dispatch_id: 'd1',
+      thread_id: 't1',
+      status: 'Queued',
+      available_at: 1000,
+    });
+    expect(signalTargetFromFields('d1', [null, null, null, null])).toBeNull();
+  });
+
+  it('agrees with the full decoder on every field it reads: a bad one is Serialization naming it', () => {
+    const cases: [Partial<Record<string, string | null>>, string][] = [
+      [{ dispatch_id: 'd2' }, 'dispatch_id field does not match its key'],
+      [{ dispatch_id: null }, 'dispatch_id field does not match its key'],
+      [{ thread_id: ' ' }, 'thread_id'],
+      [{ thread_id: null }, 'thread_id'],
+      [{ status: 'Exploded' }, 'status'],
+      [{ status: null }, 'status'],
+      [{ available_at: 'soon' }, 'available_at'],
+      [{ available_at: '-1' }, 'available_at'],
+      [{ available_at: '9007199254740992' }, 'available_at'],
+      [{ available_at: null }, 'available_at'],
+    ];
+    for (const [over, named] of cases) {
+      let caught: unknown = null;
+      try {
+        signalTargetFromFields('d1', fields(over));
+      } catch (err) {
+        caught = err;
+      }
+      expect(caught, JSON.stringify(over)).toBeInstanceOf(StorageError);
+      expect((caught as StorageError).kind).toBe('Serialization');
+      expect((caught as StorageError).detail).toContain("dispatch 'd1'");
+      expect((caught as StorageError).detail).toContain(named);
+    }
   });
 });

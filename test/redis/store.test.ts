@@ -172,16 +172,12 @@ describe('scripts and round trips (own redis-server)', () => {
     await runner.preload();
     expect(runner.mode).toBe('eval');
     const keys = redisKeys('evalmode');
-    const reply = await runner.eval(
-      'list_terminal_dispatches',
-      [...keys.scriptGlobals],
-      ['0', '0', '0', '10', '0'],
-    );
+    const reply = await runner.eval('list_terminal_dispatches', [keys.prefix], ['0', '0', '0', '10', '0']);
     expect(reply).toEqual(['ok']);
     await raw.script('FLUSH');
-    expect(
-      await runner.eval('list_terminal_dispatches', [...keys.scriptGlobals], ['0', '0', '0', '10', '0']),
-    ).toEqual(['ok']);
+    expect(await runner.eval('list_terminal_dispatches', [keys.prefix], ['0', '0', '0', '10', '0'])).toEqual([
+      'ok',
+    ]);
     raw.disconnect();
   });
 
