@@ -18,9 +18,7 @@ import type {
   RunDispatch,
   RunDispatchResult,
   RunDispatchStatus,
-  RunStatus,
 } from './types.js';
-import { RUN_STATUSES } from './types.js';
 import { validateForEnqueue } from './validate.js';
 
 /** Longest id (dispatch, thread, run, token, consumer, dedupe key) accepted, in UTF-16 code units. */
@@ -140,57 +138,8 @@ export function dispatchForEnqueue(value: unknown): RunDispatch {
   return d;
 }
 
-const RUN_STATUS_SET: ReadonlySet<string> = new Set(RUN_STATUSES);
-/** Termination variants that carry nothing but their tag (the schema strips any other key). */
-const UNIT_TERMINATIONS: ReadonlySet<string> = new Set([
-  'natural_end',
-  'behavior_requested',
-  'cancelled',
-  'suspended',
-]);
-
-function optionalText(v: unknown): v is string | null | undefined {
-  return v === null || v === undefined || typeof v === 'string';
-}
-
-/**
- * The shape almost every completion has (strings, a known status, no termination or a tag-only one), checked
- * without the schema: parsing it costs a worker a few % of its CPU per run. Anything else, including every
- * invalid input, takes the schema path, which also words the error.
- */
-function plainRunResult(value: object): RunDispatchResult | null {
-  const r = value as Record<string, unknown>;
-  const { run_id, dispatch_instance_id, status, termination, response, error } = r;
-  if (typeof run_id !== 'string' || typeof dispatch_instance_id !== 'string') return null;
-  if (typeof status !== 'string' || !RUN_STATUS_SET.has(status)) return null;
-  if (!optionalText(response) || !optionalText(error)) return null;
-  let t: RunDispatchResult['termination'] = null;
-  if (termination !== null && termination !== undefined) {
-    if (typeof termination !== 'object' || Array.isArray(termination)) return null;
-    const tag = (termination as { type?: unknown }).type;
-    if (typeof tag !== 'string' || !UNIT_TERMINATIONS.has(tag)) return null;
-    t = { type: tag } as RunDispatchResult['termination'];
-  }
-  return {
-    run_id,
-    dispatch_instance_id,
-    status: status as RunStatus,
-    termination: t,
-    response: response ?? null,
-    error: error ?? null,
-  };
-}
-
 export function runResult(value: unknown): RunDispatchResult {
   if (!value || typeof value !== 'object' || Array.isArray(value)) fail('result must be an object');
-  const plain = plainRunResult(value);
-  if (plain !== null) {
-    id('result.run_id', plain.run_id);
-    id('result.dispatch_instance_id', plain.dispatch_instance_id);
-    if (plain.response !== null) text('result.response', plain.response);
-    if (plain.error !== null) text('result.error', plain.error);
-    return plain;
-  }
   const r = parse(runDispatchResultSchema, value, 'result');
   id('result.run_id', r.run_id);
   id('result.dispatch_instance_id', r.dispatch_instance_id);
@@ -212,14 +161,6 @@ export function liveCommand(value: unknown): LiveRunCommand {
 
 export function liveTarget(value: unknown): LiveRunTarget {
   if (!value || typeof value !== 'object' || Array.isArray(value)) fail('target must be an object');
-  const { thread_id, run_id, dispatch_id } = value as Record<string, unknown>;
-  // Every run opens its live channel with a target: plain strings skip the schema (see plainRunResult).
-  if (typeof thread_id === 'string' && typeof run_id === 'string' && optionalText(dispatch_id)) {
-    id('target.thread_id', thread_id);
-    id('target.run_id', run_id);
-    if (dispatch_id != null) id('target.dispatch_id', dispatch_id);
-    return { thread_id, run_id, dispatch_id: dispatch_id ?? null };
-  }
   const t = parse(liveRunTargetSchema, value, 'target');
   id('target.thread_id', t.thread_id);
   id('target.run_id', t.run_id);

@@ -11,7 +11,6 @@ import { DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, queuedDispatch } from '../../sr
 import type { RunDispatch } from '../../src/contract/types.js';
 import { RUN_DISPATCH_STATUSES, TERMINAL_STATUSES, isTerminal } from '../../src/contract/types.js';
 import { validateForEnqueue, validateForPersist } from '../../src/contract/validate.js';
-import { runDispatchResultSchema } from '../../src/contract/schemas.js';
 
 function validationError(action: () => unknown): StorageError {
   let caught: unknown = null;
@@ -465,60 +464,6 @@ describe('args validators', () => {
         }),
       ).detail,
     ).toContain('result.termination');
-  });
-
-  it('runResult: the plain-shape shortcut answers exactly what the schema path answers', () => {
-    // The schema path alone, for comparison: what runResult answered before its shortcut.
-    const schemaPath = (value: unknown): unknown => {
-      try {
-        const r = runDispatchResultSchema.parse(value);
-        args.id('result.run_id', r.run_id);
-        args.id('result.dispatch_instance_id', r.dispatch_instance_id);
-        return {
-          run_id: r.run_id,
-          dispatch_instance_id: r.dispatch_instance_id,
-          status: r.status,
-          termination: r.termination ?? null,
-          response: r.response ?? null,
-          error: r.error ?? null,
-        };
-      } catch (err) {
-        return err instanceof StorageError ? err.detail : 'invalid';
-      }
-    };
-    const viaArgs = (value: unknown): unknown => {
-      try {
-        return args.runResult(value);
-      } catch (err) {
-        return (err as StorageError).detail.startsWith('result.run_id must') ||
-          (err as StorageError).detail.startsWith('result.dispatch_instance_id must')
-          ? (err as StorageError).detail
-          : 'invalid';
-      }
-    };
-    const base = { run_id: 'r', dispatch_instance_id: 'i', status: 'done' };
-    const cases: unknown[] = [
-      base,
-      { ...base, status: 'waiting', termination: { type: 'suspended' } },
-      { ...base, termination: { type: 'natural_end', extra: 1 }, response: 'ok', error: null },
-      { ...base, termination: { type: 'cancelled' }, response: undefined, error: 'e' },
-      { ...base, termination: { type: 'behavior_requested' } },
-      { ...base, termination: { type: 'plugin_requested' } },
-      { ...base, termination: { type: 'error', value: 'boom' } },
-      { ...base, termination: { type: 'stopped', value: { code: 'c' } } },
-      { ...base, termination: { type: 'blocked' } },
-      { ...base, termination: { type: 'x' } },
-      { ...base, termination: ['natural_end'] },
-      { ...base, termination: 'natural_end' },
-      { ...base, status: 'Done' },
-      { ...base, response: 5 },
-      { ...base, error: {} },
-      { ...base, run_id: 7 },
-      { ...base, run_id: ' ' },
-      { ...base, dispatch_instance_id: '' },
-      { ...base, unknown_field: true },
-    ];
-    for (const c of cases) expect(viaArgs(c), JSON.stringify(c)).toEqual(schemaPath(c));
   });
 
   it('liveCommand: the four variants pass, anything else is Validation naming "command"', () => {
