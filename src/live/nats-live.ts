@@ -7,6 +7,10 @@
  * unseen. Consumer: a plain subscription on the exact subject (no wildcard, no queue group), so several
  * subscribers of one subject all receive every command and the producer is satisfied by the first ack.
  * Nothing is persisted and nothing is retried.
+ *
+ * Opening a channel and closing a stream each wait for the end of the current event-loop turn (subscriptions
+ * opened in one turn share one PING/PONG; UNSUBs go out together): under fake timers that also fake
+ * `setImmediate` (vitest's default), advance them or `open` / `close` do not resolve.
  */
 import { Empty, NoRespondersError, RequestError, TimeoutError, headers } from '@nats-io/nats-core';
 import type { Msg, NatsConnection, RequestOptions, Subscription } from '@nats-io/nats-core';
@@ -303,6 +307,8 @@ class NatsLiveStream implements LiveRunCommandStream, AsyncIterator<LiveRunComma
   #waiters: ((result: IteratorResult<LiveRunCommandEntry>) => void)[] = [];
   #sub: Subscription | null = null;
   #done = false;
+  /** The first `close()`: later calls answer the same promise. */
+  #closing: Promise<void> | null = null;
 
   constructor(maxBuffered: number, onClose: () => void, unsubscribe: (sub: Subscription) => Promise<void>) {
     this.#max = maxBuffered;
@@ -360,11 +366,14 @@ class NatsLiveStream implements LiveRunCommandStream, AsyncIterator<LiveRunComma
     return this;
   }
 
-  async close(): Promise<void> {
-    if (this.#done) return;
+  close(): Promise<void> {
+    // Every caller waits for the same UNSUB: a request sent after any `close()` resolved is ordered behind it.
+    if (this.#closing !== null) return this.#closing;
+    if (this.#done) return Promise.resolve();
     const sub = this.#sub;
     this.#end();
-    if (sub && !sub.isClosed()) await this.#unsubscribe(sub);
+    this.#closing = sub && !sub.isClosed() ? this.#unsubscribe(sub) : Promise.resolve();
+    return this.#closing;
   }
 
   #end(): void {

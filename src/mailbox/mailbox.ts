@@ -80,6 +80,11 @@ type TryResult =
   | { kind: 'Busy' }
   | { kind: 'NoEligible' }
   | { kind: 'TransientError' }
+  /**
+   * The claim failed on corrupt data (`Serialization`): retrying at once cannot help. The record needs a
+   * repair; the sweeper signals a still-Queued dispatch again after its republish delay.
+   */
+  | { kind: 'Corrupt' }
   /** This Mailbox already runs `config.concurrency` runs; the thread waits for a free slot. */
   | { kind: 'Saturated' }
   | { kind: 'Stopping' };
@@ -543,7 +548,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
           claimed = await this.#claimNext(threadId);
         } catch (err) {
           this.#logger.warn?.('claim failed', { threadId, error: errorMessage(err) });
-          return { kind: 'TransientError' };
+          return isStorageError(err, 'Serialization') ? { kind: 'Corrupt' } : { kind: 'TransientError' };
         }
         if (claimed) {
           slotHeld = false; // the run holds it now
@@ -871,6 +876,9 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
       case 'TransientError':
       case 'Stopping':
         return settle(receipt.nack(), 'nack');
+      case 'Corrupt':
+        // An immediate redelivery would fail the same way, on every node, without end.
+        return settle(receipt.ack(), 'ack');
       case 'Saturated':
         // No run slot here: leave it to a node with room, or to us a little later.
         return settle(
@@ -888,6 +896,9 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
             dispatchId: entry.dispatch_id,
             error: errorMessage(err),
           });
+          // A corrupt record stays corrupt: ack (the sweeper signals it again once it is due) instead of
+          // a redelivery loop.
+          if (isStorageError(err, 'Serialization')) return settle(receipt.ack(), 'ack');
           return settle(receipt.nack(), 'nack');
         }
         if (d && d.status === 'Queued' && d.available_at <= Date.now()) {

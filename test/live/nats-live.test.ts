@@ -237,6 +237,34 @@ describe('no subscriber', () => {
     await stream.close(); // idempotent
   });
 
+  it('a request sent on the same connection after close() resolved, for any close() call, finds no subscriber at once', async () => {
+    // One connection for both sides, so the UNSUB and the request are ordered; a request timeout far above
+    // the test's own means a late UNSUB would hang the test instead of passing slowly.
+    const nc = await connectTo(url);
+    const channel = new NatsLiveChannel({ nc, subjectPrefix: prefix, requestTimeoutMs: 120_000 });
+    for (const closes of [1, 2, 3]) {
+      const target: LiveRunTarget = { thread_id: uid(`same-conn-${closes}`), run_id: 'r', dispatch_id: 'd' };
+      const stream = await channel.openLiveChannelFor(target);
+      for (let i = 1; i < closes; i++) void stream.close();
+      await stream.close();
+      expect(await channel.deliverLiveTo(target, 'Cancel')).toBe('NoSubscriber');
+    }
+    // Several opened in one turn share one flush, and each is registered when its open resolves.
+    const targets = Array.from({ length: 20 }, (_, i) => ({
+      thread_id: uid('batch'),
+      run_id: `r${i}`,
+      dispatch_id: null,
+    }));
+    const streams = await Promise.all(targets.map((t) => channel.openLiveChannelFor(t)));
+    const received = streams.map((st) => record(st));
+    const outcomes = await Promise.all(targets.map((t) => producer.deliverLiveTo(t, 'Cancel')));
+    expect(outcomes).toEqual(targets.map(() => 'Delivered'));
+    await Promise.all(received.map((r) => r.waitFor(1)));
+    await Promise.all(streams.map((st) => st.close()));
+    await channel.close();
+    await nc.close();
+  }, 20_000);
+
   it('leaving a for-await loop early unsubscribes', async () => {
     const thread = uid('break');
     const stream = await consumer.openLiveChannel(thread);

@@ -161,31 +161,49 @@ describe('hot-path record decoder', () => {
 });
 
 describe('signalTargetFromFields (the HMGET a pulled signal reads)', () => {
-  const fields = (over: Partial<Record<string, string | null>> = {}): (string | null)[] => {
-    const f: Record<string, string | null> = {
-      dispatch_id: 'd1',
-      thread_id: 't1',
-      status: 'Queued',
-      available_at: '1000',
-      ...over,
-    };
-    return SIGNAL_TARGET_FIELDS.map((name) => f[name] ?? null);
+  // A whole valid record; the cases below change only the four fields the signal target reads.
+  const full: Record<string, string> = {
+    dispatch_id: 'd1',
+    thread_id: 't1',
+    run_id: 'r1',
+    priority: '128',
+    dispatch_epoch: '0',
+    status: 'Queued',
+    available_at: '1000',
+    attempt_count: '0',
+    max_attempts: '5',
+    created_at: '1000',
+    updated_at: '1000',
   };
+  const withFields = (over: Partial<Record<string, string | null>>): Record<string, string> => {
+    const f: Record<string, string> = { ...full };
+    for (const [k, v] of Object.entries(over)) {
+      if (v === null || v === undefined) delete f[k];
+      else f[k] = v;
+    }
+    return f;
+  };
+  const targetOf = (f: Record<string, string>) =>
+    signalTargetFromFields(
+      'd1',
+      SIGNAL_TARGET_FIELDS.map((n) => f[n] ?? null),
+    );
 
-  it('answers the four fields of a well-formed record and null for a missing one', () => {
-    expect(signalTargetFromFields('d1', fields())).toEqual({
-      dispatch_id: 'd1',
-      thread_id: 't1',
-      status: 'Queued',
-      available_at: 1000,
+  it('answers the four fields of a well-formed record, as the full decoder reads them, and null for a missing one', () => {
+    const d = decodeRecordWithSchema('d1', full);
+    expect(targetOf(full)).toEqual({
+      dispatch_id: d.dispatch_id,
+      thread_id: d.thread_id,
+      status: d.status,
+      available_at: d.available_at,
     });
     expect(signalTargetFromFields('d1', [null, null, null, null])).toBeNull();
   });
 
-  it('agrees with the full decoder on every field it reads: a bad one is Serialization naming it', () => {
+  it('rejects a bad value of any field it reads wherever the full decoder does, with Serialization naming it', () => {
     const cases: [Partial<Record<string, string | null>>, string][] = [
       [{ dispatch_id: 'd2' }, 'dispatch_id field does not match its key'],
-      [{ dispatch_id: null }, 'dispatch_id field does not match its key'],
+      [{ dispatch_id: null }, 'dispatch_id'],
       [{ thread_id: ' ' }, 'thread_id'],
       [{ thread_id: null }, 'thread_id'],
       [{ status: 'Exploded' }, 'status'],
@@ -196,16 +214,25 @@ describe('signalTargetFromFields (the HMGET a pulled signal reads)', () => {
       [{ available_at: null }, 'available_at'],
     ];
     for (const [over, named] of cases) {
-      let caught: unknown = null;
-      try {
-        signalTargetFromFields('d1', fields(over));
-      } catch (err) {
-        caught = err;
+      const f = withFields(over);
+      for (const decode of [() => targetOf(f), () => decodeRecordWithSchema('d1', f)]) {
+        let caught: unknown = null;
+        try {
+          decode();
+        } catch (err) {
+          caught = err;
+        }
+        expect(caught, JSON.stringify(over)).toBeInstanceOf(StorageError);
+        expect((caught as StorageError).kind).toBe('Serialization');
+        expect((caught as StorageError).detail).toContain("dispatch 'd1'");
+        expect((caught as StorageError).detail).toContain(named);
       }
-      expect(caught, JSON.stringify(over)).toBeInstanceOf(StorageError);
-      expect((caught as StorageError).kind).toBe('Serialization');
-      expect((caught as StorageError).detail).toContain("dispatch 'd1'");
-      expect((caught as StorageError).detail).toContain(named);
     }
+  });
+
+  it('does not judge the fields it does not read: the claim that takes the record checks those', () => {
+    const f = withFields({ run_id: null });
+    expect(() => decodeRecordWithSchema('d1', f)).toThrow(StorageError);
+    expect(targetOf(f)).toEqual({ dispatch_id: 'd1', thread_id: 't1', status: 'Queued', available_at: 1000 });
   });
 });
