@@ -1,7 +1,8 @@
 /** Shared fixtures for the Redis store tests: a store in its own namespace plus a raw client for hand edits. */
 import { Redis } from 'ioredis';
 import { queuedDispatch } from '../../src/contract/helpers.js';
-import type { RunDispatch } from '../../src/contract/types.js';
+import type { NextClaim } from '../../src/contract/fused.js';
+import type { RunDispatch, RunDispatchResult } from '../../src/contract/types.js';
 import { createMailboxStore } from '../../src/redis/index.js';
 import type { CreateMailboxStoreOptions, RedisMailboxStore } from '../../src/redis/index.js';
 import { redisUrl, testNamespace } from '../support/servers.js';
@@ -49,6 +50,23 @@ export function dispatch(
     created_at: at,
     ...extra,
   });
+}
+
+/** The result of a run that ended normally, as the fused completions take it. */
+export function doneResult(runId: string, instanceId = 'inst'): RunDispatchResult {
+  return {
+    run_id: runId,
+    dispatch_instance_id: instanceId,
+    status: 'done',
+    termination: { type: 'natural_end' },
+    response: 'ok',
+    error: null,
+  };
+}
+
+/** The claim `completeAndClaimNext` chains onto a completion: thread `threadId`, instance `inst`. */
+export function nextClaim(threadId: string, consumerId = 'c1', leaseMs = 1000): NextClaim {
+  return { threadId, consumerId, leaseMs, dispatchInstanceId: 'inst' };
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));

@@ -9,7 +9,7 @@ import { StorageError } from '../../src/contract/errors.js';
 import type { RunDispatch } from '../../src/contract/types.js';
 import { createMailboxStore, type RedisMailboxStore } from '../../src/redis/index.js';
 import { redisUrl, testNamespace } from '../support/servers.js';
-import { dispatch } from './helpers.js';
+import { dispatch, doneResult, nextClaim } from './helpers.js';
 
 interface Side {
   store: RedisMailboxStore;
@@ -75,21 +75,6 @@ async function outcome(call: () => Promise<unknown>): Promise<unknown> {
   }
 }
 
-const result = (runId: string) => ({
-  run_id: runId,
-  dispatch_instance_id: 'inst',
-  status: 'done' as const,
-  termination: { type: 'natural_end' as const },
-  response: 'ok',
-  error: null,
-});
-const next = (threadId: string) => ({
-  threadId,
-  consumerId: 'c1',
-  leaseMs: 1000,
-  dispatchInstanceId: 'inst',
-});
-
 /** One scenario through the hot path and its edges; returns every outcome, the final records and counters. */
 async function scenario({ store, client }: Side): Promise<unknown[]> {
   const out: unknown[] = [];
@@ -110,7 +95,13 @@ async function scenario({ store, client }: Side): Promise<unknown[]> {
   let cur = first;
   while (cur) {
     const id = cur.dispatch_id;
-    const res = await store.completeAndClaimNext(id, tokens.get(id)!, result(cur.run_id), ++now, next('ta'));
+    const res = await store.completeAndClaimNext(
+      id,
+      tokens.get(id)!,
+      doneResult(cur.run_id),
+      ++now,
+      nextClaim('ta'),
+    );
     remember(res.next);
     out.push(await outcome(() => Promise.resolve(res)));
     cur = res.next;

@@ -5,8 +5,8 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { StorageError } from '../../src/contract/errors.js';
-import type { RunDispatchStatus } from '../../src/contract/types.js';
-import { dispatch, openFixture, type RedisFixture } from './helpers.js';
+import type { RunDispatch, RunDispatchStatus } from '../../src/contract/types.js';
+import { dispatch, doneResult, nextClaim, openFixture, type RedisFixture } from './helpers.js';
 
 let fx: RedisFixture;
 beforeEach(async () => {
@@ -18,21 +18,15 @@ afterEach(async () => {
 
 const STATUSES: RunDispatchStatus[] = ['Queued', 'Claimed', 'Acked', 'Cancelled', 'Superseded', 'DeadLetter'];
 
-const result = (runId: string) => ({
-  run_id: runId,
-  dispatch_instance_id: 'inst',
-  status: 'done' as const,
-  termination: { type: 'natural_end' as const },
-  response: 'ok',
-  error: null,
-});
-
-const next = (threadId: string) => ({
-  threadId,
-  consumerId: 'c1',
-  leaseMs: 30_000,
-  dispatchInstanceId: 'inst',
-});
+/** Complete `d` (claimed with token, run id as stored) and chain the next claim of its thread. */
+const chain = (d: RunDispatch, now: number): ReturnType<RedisFixture['store']['completeAndClaimNext']> =>
+  fx.store.completeAndClaimNext(
+    d.dispatch_id,
+    d.claim_token!,
+    doneResult(d.run_id),
+    now,
+    nextClaim(d.thread_id, 'c1', 30_000),
+  );
 
 /** The raw counter hash next to the statuses of the records themselves (every counter, 0 when none). */
 async function countersAndRecords(
@@ -71,13 +65,7 @@ describe('status counters summed per call', () => {
     let cur = await fx.store.claimAndStart('t1', 'c1', 30_000, 2000, 'inst');
     let now = 2000;
     while (cur) {
-      const res = await fx.store.completeAndClaimNext(
-        cur.dispatch_id,
-        cur.claim_token!,
-        result(cur.run_id),
-        ++now,
-        next('t1'),
-      );
+      const res = await chain(cur, ++now);
       const { counters, records } = await countersAndRecords(ids);
       expect(counters).toEqual(records);
       cur = res.next;
@@ -91,13 +79,7 @@ describe('status counters summed per call', () => {
     await fx.store.enqueue(dispatch('d2', 't1', 1001));
     const first = await fx.store.claimAndStart('t1', 'c1', 30_000, 2000, 'inst');
     await fx.raw.hdel(fx.store.keys.counts, 'Claimed');
-    const res = await fx.store.completeAndClaimNext(
-      'd1',
-      first!.claim_token!,
-      result(first!.run_id),
-      2001,
-      next('t1'),
-    );
+    const res = await chain(first!, 2001);
     expect(res.next?.dispatch_id).toBe('d2');
     expect(await fx.raw.hget(fx.store.keys.counts, 'Claimed')).toBe('0');
   });
@@ -125,9 +107,7 @@ describe('status counters summed per call', () => {
     const first = await fx.store.claimAndStart('t1', 'c1', 30_000, 2000, 'inst');
     // The chained claim reads the thread's stale-Queued set after the completion wrote: WRONGTYPE there.
     await fx.raw.set(fx.store.keys.staleQueued('t1'), 'not a set');
-    await expect(
-      fx.store.completeAndClaimNext('d1', first!.claim_token!, result(first!.run_id), 2001, next('t1')),
-    ).rejects.toThrow(/WRONGTYPE/);
+    await expect(chain(first!, 2001)).rejects.toThrow(/WRONGTYPE/);
     await fx.raw.del(fx.store.keys.staleQueued('t1'));
     expect((await fx.store.loadDispatch('d1'))?.status).toBe('Acked');
     const { counters, records } = await countersAndRecords(['d1', 'd2']);
@@ -140,9 +120,7 @@ describe('status counters summed per call', () => {
     await fx.store.interrupt('t1', 2001);
     await fx.store.enqueue(dispatch('d2', 't1', 2002));
     // The completion's guard reads epoch 1 > the claim's 0: superseded, VersionConflict, nothing claimed.
-    await expect(
-      fx.store.completeAndClaimNext('d1', first!.claim_token!, result(first!.run_id), 2003, next('t1')),
-    ).rejects.toMatchObject({ kind: 'VersionConflict' });
+    await expect(chain(first!, 2003)).rejects.toMatchObject({ kind: 'VersionConflict' });
     const res = await fx.store.claimAndStart('t1', 'c1', 30_000, 2004, 'inst');
     expect(res?.dispatch_id).toBe('d2');
     expect(res?.dispatch_epoch).toBe(1);

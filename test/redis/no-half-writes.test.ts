@@ -6,8 +6,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { StorageError } from '../../src/contract/errors.js';
-import type { RunDispatchResult } from '../../src/contract/types.js';
-import { dispatch, namespaceKeys, openFixture, type RedisFixture } from './helpers.js';
+import { dispatch, doneResult, namespaceKeys, nextClaim, openFixture, type RedisFixture } from './helpers.js';
 
 let fx: RedisFixture;
 beforeEach(async () => {
@@ -44,16 +43,7 @@ async function expectNoChange(call: () => Promise<unknown>): Promise<void> {
   expect(await snapshot()).toEqual(before);
 }
 
-const result = (runId: string): RunDispatchResult => ({
-  run_id: runId,
-  dispatch_instance_id: 'inst',
-  status: 'done',
-  termination: { type: 'natural_end' },
-  response: 'ok',
-  error: null,
-});
-
-const next = { threadId: 't1', consumerId: 'c', leaseMs: 1000, dispatchInstanceId: 'inst' };
+const next = nextClaim('t1', 'c');
 
 /** Two Queued dispatches on t1 (d1 claimed and started by c), one on t2. */
 async function seed(): Promise<string> {
@@ -76,8 +66,11 @@ function writes(token: string): [string, () => Promise<unknown>][] {
     ['claimAndStart', () => fx.store.claimAndStart('t2', 'c', 1000, 3000, 'inst')],
     ['claimDispatchAndStart', () => fx.store.claimDispatchAndStart('d3', 'c', 1000, 3000, 'inst')],
     ['ack', () => fx.store.ack('d1', token, 3000)],
-    ['completeAndAck', () => fx.store.completeAndAck('d1', token, result('run-d1'), 3000)],
-    ['completeAndClaimNext', () => fx.store.completeAndClaimNext('d1', token, result('run-d1'), 3000, next)],
+    ['completeAndAck', () => fx.store.completeAndAck('d1', token, doneResult('run-d1'), 3000)],
+    [
+      'completeAndClaimNext',
+      () => fx.store.completeAndClaimNext('d1', token, doneResult('run-d1'), 3000, next),
+    ],
     ['nack', () => fx.store.nack('d1', token, 4000, 'boom', 3000)],
     ['deadLetter', () => fx.store.deadLetter('d1', token, 'boom', 3000)],
     ['cancel', () => fx.store.cancel('d3', 3000)],

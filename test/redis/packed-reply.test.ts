@@ -4,8 +4,7 @@
  * record, equal to what `loadDispatch` reads from the hash.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { RunDispatchResult } from '../../src/contract/types.js';
-import { dispatch, openFixture, type RedisFixture } from './helpers.js';
+import { dispatch, doneResult, openFixture, type RedisFixture } from './helpers.js';
 
 let fx: RedisFixture;
 beforeEach(async () => {
@@ -13,15 +12,6 @@ beforeEach(async () => {
 });
 afterEach(async () => {
   await fx.cleanup();
-});
-
-const result = (runId: string): RunDispatchResult => ({
-  run_id: runId,
-  dispatch_instance_id: 'inst-a',
-  status: 'done',
-  termination: { type: 'natural_end' },
-  response: 'ok',
-  error: null,
 });
 
 /** d1 on t1 failed once with `error`, so it is Queued again with that last_error. */
@@ -52,7 +42,7 @@ describe('record replies of the claim functions', () => {
       const { next } = await fx.store.completeAndClaimNext(
         'd0',
         running?.claim_token as string,
-        result(running?.run_id as string),
+        doneResult(running?.run_id as string, 'inst-a'),
         3000,
         { threadId: 't1', consumerId: 'c', leaseMs: 1000, dispatchInstanceId: 'inst-2' },
       );
