@@ -1,9 +1,9 @@
 /**
- * Histogram values handed to the SDK in batches. Every value is recorded, exactly and in order; only when
- * changes: a series (one attribute set of one histogram) keeps its values in a small array and records them
- * into the SDK histogram when the array is full, and before each collection (`flush`, called from an
- * observable callback: the SDK runs those before it reads the synchronous instruments), so every collection
- * still sees every value recorded before it.
+ * Histogram values handed to the SDK in batches. Every value is recorded, exactly and in order; only the
+ * moment it reaches the SDK changes: a series (one attribute set of one histogram) keeps its values in a small
+ * array and records them into the SDK histogram when the array is full, and before each collection (`flush`,
+ * called from an observable callback: the SDK runs those before it reads the synchronous instruments), so
+ * every collection still sees every value recorded before it.
  *
  * Why: the SDK (3.1.1) hashes the attribute set of every value it records (`Object.keys` + sort +
  * `JSON.stringify`), and on a busy node that code runs cold, once per store call, between everything else a

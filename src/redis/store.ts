@@ -7,7 +7,7 @@
  * and validated; corrupt data raises `Serialization` naming the dispatch.
  */
 import type { NatsConnection } from '@nats-io/nats-core';
-import type { Redis } from 'ioredis';
+import type { ChainableCommander, Redis } from 'ioredis';
 import { uuidV7 as uuidv7 } from '../util/uuid.js';
 import * as args from '../contract/args.js';
 import { StorageError } from '../contract/errors.js';
@@ -729,23 +729,12 @@ export class RedisMailboxStore
    * whole hash: nearly every signal names a dispatch a chained claim already took); a corrupt one comes back
    * as its `Serialization` error.
    */
-  protected async loadSignalRecords(ids: readonly string[]): Promise<(SignalTarget | StorageError | null)[]> {
-    if (ids.length === 0) return [];
-    const results = await this.#io(async () => {
-      const pipeline = this.#redis.pipeline();
-      for (const did of ids) pipeline.hmget(this.#keys.record(did), ...SIGNAL_TARGET_FIELDS);
-      return (await pipeline.exec()) ?? [];
-    });
-    return ids.map((did, i) => {
-      const [err, values] = results[i] ?? [new Error('missing pipeline reply'), null];
-      if (err) throw redisIoError(this.#redis, err, this.#secrets);
-      try {
-        return signalTargetFromFields(did, (values ?? []) as (string | null)[]);
-      } catch (decodeErr) {
-        if (decodeErr instanceof StorageError) return decodeErr;
-        throw decodeErr;
-      }
-    });
+  protected loadSignalRecords(ids: readonly string[]): Promise<(SignalTarget | StorageError | null)[]> {
+    return this.#readEach(
+      ids,
+      (pipeline, key) => pipeline.hmget(key, ...SIGNAL_TARGET_FIELDS),
+      (did, values) => signalTargetFromFields(did, (values ?? []) as (string | null)[]),
+    );
   }
 
   /**
@@ -781,20 +770,37 @@ export class RedisMailboxStore
   }
 
   /** One pipeline of HGETALL; a record that fails to decode comes back as its Serialization error. */
-  async #loadMany(ids: readonly string[]): Promise<(RunDispatch | StorageError | null)[]> {
+  #loadMany(ids: readonly string[]): Promise<(RunDispatch | StorageError | null)[]> {
+    return this.#readEach(
+      ids,
+      (pipeline, key) => pipeline.hgetall(key),
+      (did, fields) => {
+        const obj = (fields ?? {}) as Record<string, string>;
+        return Object.keys(obj).length === 0 ? null : recordFromHash(did, obj);
+      },
+    );
+  }
+
+  /**
+   * One pipeline with one read of each id's record (`read`); each reply goes through `decode`, whose
+   * `StorageError` (a corrupt record) comes back in that id's place. A connection error throws.
+   */
+  async #readEach<T>(
+    ids: readonly string[],
+    read: (pipeline: ChainableCommander, key: string) => unknown,
+    decode: (dispatchId: string, reply: unknown) => T,
+  ): Promise<(T | StorageError)[]> {
     if (ids.length === 0) return [];
     const results = await this.#io(async () => {
       const pipeline = this.#redis.pipeline();
-      for (const did of ids) pipeline.hgetall(this.#keys.record(did));
+      for (const did of ids) read(pipeline, this.#keys.record(did));
       return (await pipeline.exec()) ?? [];
     });
     return ids.map((did, i) => {
-      const [err, fields] = results[i] ?? [new Error('missing pipeline reply'), null];
+      const [err, reply] = results[i] ?? [new Error('missing pipeline reply'), null];
       if (err) throw redisIoError(this.#redis, err, this.#secrets);
-      const obj = (fields ?? {}) as Record<string, string>;
-      if (Object.keys(obj).length === 0) return null;
       try {
-        return recordFromHash(did, obj);
+        return decode(did, reply);
       } catch (decodeErr) {
         if (decodeErr instanceof StorageError) return decodeErr;
         throw decodeErr;
