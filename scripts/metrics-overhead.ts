@@ -5,6 +5,12 @@
  * the bench's clean workload (every run 1 ms) and reports process CPU per dispatch; the medians are compared.
  *
  *   npx tsx scripts/metrics-overhead.ts [--rounds 6] [--dispatches 20000] [--threads 64] [--feed]
+ *     [--backend memory|redis] [--redis redis://127.0.0.1:6379]
+ *
+ * `--backend redis` runs each round on a fresh namespace of a Redis store with Redis Streams signals (created
+ * with `createMailboxStore`, destroyed after the round), still in this one process: the figure is the Node
+ * side's CPU per dispatch (store client, signal loop and Mailboxes), the part metrics add to; Redis's own CPU
+ * is not in it.
  *
  * Besides the two medians it prints the median of the per-pair ratios (each on round against the off round
  * beside it), with their range: on a shared machine the pairs show how far the figures scatter.
@@ -16,8 +22,10 @@ import { MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk
 import type { PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import { attachLifecycleFeed } from '../src/feed/index.js';
 import { Mailbox } from '../src/mailbox/index.js';
+import type { MailboxStore } from '../src/contract/store.js';
 import { MemoryMailboxStore } from '../src/memory/index.js';
 import { instrumentMailbox, instrumentStore } from '../src/metrics/index.js';
+import { createMailboxStore } from '../src/redis/index.js';
 
 const { values } = parseArgs({
   options: {
@@ -26,12 +34,19 @@ const { values } = parseArgs({
     threads: { type: 'string', default: '64' },
     nodes: { type: 'string', default: '2' },
     feed: { type: 'boolean', default: false },
+    backend: { type: 'string', default: 'memory' },
+    redis: { type: 'string', default: 'redis://127.0.0.1:6379' },
   },
 });
 const ROUNDS = Number(values.rounds);
 const DISPATCHES = Number(values.dispatches);
 const THREADS = Number(values.threads);
 const NODES = Number(values.nodes);
+const BACKEND = values.backend;
+/** Submits in flight at once against Redis (one at a time would measure round trips, not CPU). */
+const SUBMIT_WINDOW = 64;
+if (BACKEND !== 'memory' && BACKEND !== 'redis')
+  throw new Error(`--backend must be memory or redis, not ${BACKEND}`);
 
 const discard: PushMetricExporter = {
   export: (_metrics, done) => done({ code: 0 }),
@@ -45,8 +60,20 @@ async function round(instrumented: boolean): Promise<{ cpuUs: number; perS: numb
         readers: [new PeriodicExportingMetricReader({ exporter: discard, exportIntervalMillis: 1_000 })],
       })
     : null;
-  const store = new MemoryMailboxStore();
-  if (provider) instrumentStore(store, { meterProvider: provider, backend: 'memory' });
+  let store: MailboxStore;
+  let destroy = (): Promise<void> => Promise.resolve();
+  if (BACKEND === 'redis') {
+    const redisStore = await createMailboxStore({
+      redis: values.redis as string,
+      signals: 'redis-streams',
+      namespace: `metrics-overhead-${process.pid}-${Date.now().toString(36)}`,
+    });
+    store = redisStore;
+    destroy = () => redisStore.destroyNamespace();
+  } else {
+    store = new MemoryMailboxStore();
+  }
+  if (provider) instrumentStore(store, { meterProvider: provider, backend: BACKEND });
   let done = 0;
   let finish!: () => void;
   const all = new Promise<void>((resolve) => (finish = resolve));
@@ -67,15 +94,23 @@ async function round(instrumented: boolean): Promise<{ cpuUs: number; perS: numb
   await Promise.all(mailboxes.map((m) => m.start()));
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
-  for (let i = 0; i < DISPATCHES; i++) {
-    const mailbox = mailboxes[i % NODES] as Mailbox;
-    await mailbox.submitBackground({ threadId: `t${i % THREADS}` });
-  }
+  // Against Redis, one submit at a time would measure round trips: keep SUBMIT_WINDOW in flight instead.
+  const window = BACKEND === 'redis' ? SUBMIT_WINDOW : 1;
+  let next = 0;
+  const submitter = async (): Promise<void> => {
+    while (next < DISPATCHES) {
+      const i = next++;
+      const mailbox = mailboxes[i % NODES] as Mailbox;
+      await mailbox.submitBackground({ threadId: `t${i % THREADS}` });
+    }
+  };
+  await Promise.all(Array.from({ length: window }, submitter));
   await all;
   const wall = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
   await Promise.all(publishers.map((p) => p.close()));
   await Promise.all(mailboxes.map((m) => m.stop()));
+  await destroy();
   await store.close();
   await provider?.shutdown();
   return { cpuUs: (cpu.user + cpu.system) / DISPATCHES, perS: DISPATCHES / (wall / 1000) };
