@@ -6,7 +6,8 @@
  *   counts from `created_at`.
  * - run duration and outcome: from `started` to the event that ended the run on this node (`completed`,
  *   `retried`, `deadLettered`, `cancelled`, `superseded`, `handedBack`), using the records' `updated_at`. The
- *   start times of runs in progress are kept in a bounded map (oldest dropped first past `MAX_TRACKED_RUNS`).
+ *   start times of runs in progress are kept in a bounded map (the oldest dropped first once it holds
+ *   `MAX_TRACKED_RUNS` and a sixteenth more, see BoundedMap).
  * - active runs: an observable gauge of `activeRuns`, removed when the Mailbox stops (its outcome counts stay
  *   in the counter's totals, shared by every Mailbox of the same meter: see local-counter.ts).
  * Lease renewals are counted by the store instrumentation (`extendLease`), so they need no event.
@@ -16,6 +17,7 @@ import { ValueType } from '@opentelemetry/api';
 import type { EventEmitter } from 'node:events';
 import type { RunDispatch } from '../contract/types.js';
 import type { MailboxEvents } from '../mailbox/types.js';
+import { BoundedMap } from '../util/bounded-map.js';
 import { SeriesSet } from './batched-histogram.js';
 import { localCounter } from './local-counter.js';
 import { activeMeter, type MetricsOptions } from './meter.js';
@@ -28,7 +30,7 @@ export interface ObservableMailbox extends EventEmitter<MailboxEvents> {
   stop(): Promise<unknown>;
 }
 
-/** Runs in progress whose start time is remembered; past it the oldest are forgotten (no duration). */
+/** Runs in progress whose start time is remembered (about; see BoundedMap); the oldest beyond it get no duration. */
 export const MAX_TRACKED_RUNS = 100_000;
 
 type Outcome = 'completed' | 'retried' | 'dead_lettered' | 'cancelled' | 'superseded' | 'handed_back';
@@ -69,7 +71,7 @@ export function instrumentMailbox(mailbox: ObservableMailbox, options?: MetricsO
   // Values go to the SDK in batches, all of them before each collection (see batched-histogram.ts).
   const series = new SeriesSet();
   const toStart = series.series(enqueueToStart);
-  const startedAt = new Map<string, number>();
+  const startedAt = new BoundedMap<string, number>(MAX_TRACKED_RUNS);
   /** The listener of one ending event: its attribute set and count cell are resolved here, once. */
   const ended = (outcome: Outcome): ((d: RunDispatch) => void) => {
     const attrs: Attributes = { outcome };
@@ -89,10 +91,6 @@ export function instrumentMailbox(mailbox: ObservableMailbox, options?: MetricsO
     const from = d.available_at > start ? d.created_at : Math.max(d.created_at, d.available_at);
     toStart.record(Math.max(0, start - from));
     startedAt.set(d.dispatch_id, start);
-    if (startedAt.size > MAX_TRACKED_RUNS) {
-      const oldest = startedAt.keys().next();
-      if (!oldest.done) startedAt.delete(oldest.value);
-    }
   });
   mailbox.on('completed', ended('completed'));
   mailbox.on('retried', ended('retried'));
