@@ -6,14 +6,16 @@
  * to nodes with room.
  */
 
+import { UniqueFifo } from '../util/unique-fifo.js';
+
 /** Threads remembered while saturated; beyond this the signals, the sweeper and the idle poll bring them back. */
 const MAX_DEFERRED = 10_000;
 
 export class RunSlots {
   readonly #limit: number;
   #used = 0;
-  /** Insertion-ordered: the thread refused longest ago comes back first. */
-  readonly #deferred = new Set<string>();
+  /** The thread refused longest ago comes back first. */
+  readonly #deferred = new UniqueFifo<string>();
   #waiters: (() => void)[] = [];
 
   constructor(limit: number) {
@@ -50,10 +52,7 @@ export class RunSlots {
   give(): string | null {
     if (this.#used > 0) this.#used--;
     this.#wake();
-    const next = this.#deferred.values().next();
-    if (next.done) return null;
-    this.#deferred.delete(next.value);
-    return next.value;
+    return this.#deferred.shift() ?? null;
   }
 
   /** Remember a thread refused for want of a slot. */
