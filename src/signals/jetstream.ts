@@ -77,6 +77,7 @@ import * as args from '../contract/args.js';
 import { StorageError } from '../contract/errors.js';
 import type { DispatchSignalReceipt } from '../contract/types.js';
 import { decodeSegment, encodeSegment, idBytes } from '../live/subjects.js';
+import { BoundedMap } from '../util/bounded-map.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import type { RawSignal, SignalRef, SignalTransport } from './transport.js';
 
@@ -464,10 +465,11 @@ class JetStreamSignalTransport implements SignalTransport {
   #closed = false;
   #publishFailures = 0;
   /**
-   * Publishes the server has not acknowledged yet, by reply token, oldest first (bounded). A reconnect
-   * replays them: see `#replayUnacked`.
+   * Publishes the server has not acknowledged yet, by reply token, oldest first. A reconnect replays them:
+   * see `#replayUnacked`. Bounded memory: past capacity the oldest are forgotten (the sweeper still covers
+   * them).
    */
-  readonly #unacked = new Map<number, { ref: SignalRef; at: number }>();
+  readonly #unacked = new BoundedMap<number, { ref: SignalRef; at: number }>(UNACKED_PUBLISH_CAPACITY);
   /** Checks for publishes that got no PubAck in time (lost on a dying socket or a dropped buffer). */
   #ackCheckTimer: ReturnType<typeof setInterval> | null = null;
   #publishSeq = 0;
@@ -542,10 +544,6 @@ class JetStreamSignalTransport implements SignalTransport {
         const seq = ++this.#publishSeq;
         this.#unacked.set(seq, { ref: s, at: Date.now() });
         this.#ensureAckCheck();
-        if (this.#unacked.size > UNACKED_PUBLISH_CAPACITY) {
-          // Bounded memory: forget the oldest; the sweeper still covers it.
-          this.#unacked.delete(this.#unacked.keys().next().value!);
-        }
         this.#nc.publish(subject, idBytes(s.dispatch_id), {
           reply: `${this.#pubAckInbox}.${seq}`,
           headers: hdrs,

@@ -42,6 +42,20 @@ export class BoundedMap<K, V> {
     return this.#map.delete(key);
   }
 
+  clear(): void {
+    this.#map.clear();
+  }
+
+  /** Values, oldest insertion first. */
+  values(): IterableIterator<V> {
+    return this.#map.values();
+  }
+
+  /** Entries, oldest insertion first (deleting the current one while iterating is allowed). */
+  [Symbol.iterator](): IterableIterator<[K, V]> {
+    return this.#map.entries();
+  }
+
   /** Insert `key` as the newest entry (a key already present moves to newest). */
   set(key: K, value: V): void {
     this.#map.delete(key);

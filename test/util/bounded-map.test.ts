@@ -51,6 +51,18 @@ describe('BoundedMap', () => {
     expect(map.get('a')).toBeUndefined();
   });
 
+  it('iterates oldest first, allows deleting while iterating, and clears', () => {
+    const map = new BoundedMap<number, string>(8);
+    for (const k of [3, 1, 2]) map.set(k, `v${k}`);
+    map.set(3, 'again'); // moved to newest
+    expect([...map.values()]).toEqual(['v1', 'v2', 'again']);
+    for (const [k] of map) if (k < 3) map.delete(k);
+    expect([...map]).toEqual([[3, 'again']]);
+    map.clear();
+    expect(map.size).toBe(0);
+    expect([...map]).toEqual([]);
+  });
+
   it('keeps a capacity of 1 bounded', () => {
     const map = new BoundedMap<number, number>(1);
     expect(map.maxSize).toBe(2);
