@@ -30,7 +30,7 @@ export interface ObservableMailbox extends EventEmitter<MailboxEvents> {
   stop(): Promise<unknown>;
 }
 
-/** Runs in progress whose start time is remembered (about; see BoundedMap); the oldest beyond it get no duration. */
+/** Runs in progress whose start time is kept (a sixteenth more between evictions); runs forgotten get no duration. */
 export const MAX_TRACKED_RUNS = 100_000;
 
 type Outcome = 'completed' | 'retried' | 'dead_lettered' | 'cancelled' | 'superseded' | 'handed_back';
