@@ -7,7 +7,7 @@
  *
  * Afterwards: no two executions of one thread overlapped (a killed node's runs end when it died), nothing
  * was lost (every dispatch reached a terminal status, none dead-lettered), and no attempt was spent except
- * by a run that was on a node when it was killed (graceful stops hand runs back; lost claim replies are
+ * by a run or claim that was on a node when it was killed (graceful stops hand runs back; lost claim replies are
  * released; Redis pauses shorter than the renewal deadline cost nothing).
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
@@ -107,6 +107,8 @@ describe('multi-node chaos (kills, stops, Redis pauses, interrupts, cancels)', (
     const stopReports: unknown[] = [];
     const counts = { kills: 0, stops: 0, pauses: 0, interrupts: 0, cancels: 0 };
     const cancelledRuns = new Set<string>();
+    /** Dispatches a node held claimed when it was killed, whether or not their run had started. */
+    const killedClaims = new Set<string>();
     const interruptedThreads = new Set<string>();
     let nodeSeq = 0;
     const live = new Map<string, Node>();
@@ -235,6 +237,14 @@ describe('multi-node chaos (kills, stops, Redis pauses, interrupts, cancels)', (
               e.killed = true;
             }
           }
+          // A claim the node committed but had not started a run for yet (the claim's reply, or a chained
+          // completion's, still on its way) dies with it too: it comes back when its lease expires, with an
+          // attempt counted, and no execution shows it. The lease (LEASE_MS) outlasts this read.
+          for (let t = 0; t < THREADS; t++) {
+            for (const d of await store!.listDispatches(`chaos-t${t}`, ['Claimed'], 100, 0)) {
+              if (d.claimed_by === node.name) killedClaims.add(d.dispatch_id);
+            }
+          }
           await startNode();
           return;
         }
@@ -298,7 +308,9 @@ describe('multi-node chaos (kills, stops, Redis pauses, interrupts, cancels)', (
     const unfinished = executions.filter((e) => e.end === null).length;
     const lost = final.filter((d) => d.status === 'DeadLetter').map((d) => d.dispatch_id);
     const killedRuns = new Set(executions.filter((e) => e.killed).map((e) => e.dispatchId));
-    const burned = final.filter((d) => d.attempt_count > 0 && !killedRuns.has(d.dispatch_id));
+    const burned = final.filter(
+      (d) => d.attempt_count > 0 && !killedRuns.has(d.dispatch_id) && !killedClaims.has(d.dispatch_id),
+    );
     const ackedUnrun = final.filter(
       (d) => d.status === 'Acked' && !executions.some((e) => e.dispatchId === d.dispatch_id),
     );
@@ -310,7 +322,9 @@ describe('multi-node chaos (kills, stops, Redis pauses, interrupts, cancels)', (
         `kills ${counts.kills}, stops ${counts.stops}, pauses ${counts.pauses}, interrupts ${counts.interrupts}, ` +
         `cancels ${counts.cancels} (${cancelledRuns.size} delivered), hand-backs ${handedBack.length}; ` +
         `final ${JSON.stringify(byStatus)}; overlaps ${overlaps}, lost ${lost.length}, ` +
-        `attempts burned by restarts ${burned.length}, abort reasons ${JSON.stringify([...reasons])}`,
+        `attempts burned by restarts ${burned.length}, claims held by killed nodes ${killedClaims.size} ` +
+        `(${[...killedClaims].filter((id) => !killedRuns.has(id)).length} never started), ` +
+        `abort reasons ${JSON.stringify([...reasons])}`,
     );
 
     expect(overlaps).toBe(0);
