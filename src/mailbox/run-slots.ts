@@ -57,8 +57,8 @@ export class RunSlots {
 
   /** Remember a thread refused for want of a slot. */
   defer(threadId: string): void {
-    if (this.#deferred.has(threadId) || this.#deferred.size >= MAX_DEFERRED) return;
-    this.#deferred.add(threadId);
+    // A thread already waiting keeps its place (UniqueFifo ignores it).
+    if (this.#deferred.size < MAX_DEFERRED) this.#deferred.add(threadId);
   }
 
   /** Resolves at the next `give()` (or `wakeAll()`); resolves at once when a slot is free. */

@@ -28,18 +28,16 @@ export class UniqueFifo<T> {
 
   /** Take the value queued longest ago, or undefined when empty. */
   shift(): T | undefined {
-    while (this.#head < this.#order.length) {
-      const value = this.#order[this.#head++] as T;
-      if (!this.#members.delete(value)) continue;
-      // Drop the consumed front now and then, so the array stays within twice the queue (plus 1 024).
-      if (this.#head > 1024 && this.#head * 2 > this.#order.length) {
-        this.#order = this.#order.slice(this.#head);
-        this.#head = 0;
-      }
-      return value;
+    // Every entry from the head on is queued (only `clear` removes otherwise, and it empties both).
+    if (this.#members.size === 0) return undefined;
+    const value = this.#order[this.#head++] as T;
+    this.#members.delete(value);
+    // Drop the consumed front now and then, so the array stays within twice the queue (plus 1 024).
+    if (this.#head > 1024 && this.#head * 2 > this.#order.length) {
+      this.#order = this.#order.slice(this.#head);
+      this.#head = 0;
     }
-    this.clear();
-    return undefined;
+    return value;
   }
 
   clear(): void {
