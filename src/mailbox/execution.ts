@@ -404,7 +404,7 @@ async function completeFused(
       }
       chained = startedClaim(done.next, next.dispatchInstanceId);
     }
-    deps.emit(settlement.event, tx.acked(tx.runResultRecorded(started, result, now), now));
+    deps.emit(settlement.event, tx.resultAcked(started, result, now));
     return chained;
   } catch (err) {
     deps.logger.warn?.('recording the run result and ack failed', { ...run.label, error: errorMessage(err) });

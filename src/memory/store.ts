@@ -199,8 +199,10 @@ export class MemoryMailboxStore
     instance: string,
     token: string,
   ): RunDispatch | null {
-    const [claimed] = this.#claimNow(threadKey, consumer, leaseUntil, now, 1, token);
-    return claimed === undefined ? null : copyRecord(this.#startNow(claimed, instance, now));
+    const [claimed] = this.#claimNow(threadKey, consumer, leaseUntil, now, 1, token, instance);
+    if (claimed === undefined) return null;
+    // Claimed and started in one write unless its epoch is stale: then the start's owner check supersedes it.
+    return copyRecord(claimed.run_status === 'running' ? claimed : this.#startNow(claimed, instance, now));
   }
 
   /** Fused `claimDispatch` + `recordDispatchStart` (src/contract/fused.ts), with no await in between. */
@@ -229,6 +231,7 @@ export class MemoryMailboxStore
     now: number,
     max: number,
     token: string,
+    startInstance?: string,
   ): RunDispatch[] {
     const thread = this.#table.thread(threadKey);
     if (thread === undefined) return [];
@@ -245,7 +248,14 @@ export class MemoryMailboxStore
       else chosen.push(d);
     }
     for (const d of early) this.#table.demote(thread, d);
-    return this.#commitAll(chosen, (d) => tx.claimed(d, token, consumer, leaseUntil, now));
+    const epoch = thread.epoch;
+    // With `startInstance`, a claim that `recordDispatchStart` would accept as is (this token, the thread's
+    // epoch) is written started at once: one commit instead of two.
+    return this.#commitAll(chosen, (d) =>
+      startInstance !== undefined && d.dispatch_epoch >= epoch
+        ? tx.claimedAndStarted(d, token, consumer, leaseUntil, startInstance, now)
+        : tx.claimed(d, token, consumer, leaseUntil, now),
+    );
   }
 
   /** The synchronous body of `claimDispatch` (arguments already validated). */
@@ -367,18 +377,25 @@ export class MemoryMailboxStore
 
   /** The synchronous body of `completeAndAck`: the result, then the ack. */
   #completeNow(id: string, token: string, r: RunDispatchResult, now: number): void {
-    this.#recordResultNow(id, token, r, now);
-    this.#ackNow(id, token, now);
+    // One commit: once the result's owner checks pass, the ack's (same token, same epoch) pass too.
+    const d = this.#resultOwner(id, token, r, now);
+    this.#commit(d, tx.resultAcked(d, r, now));
   }
 
   #recordResultNow(id: string, token: string, r: RunDispatchResult, now: number): void {
+    const d = this.#resultOwner(id, token, r, now);
+    this.#commit(d, tx.runResultRecorded(d, r, now));
+  }
+
+  /** The claimed record a run result may be recorded on (owner checks, then the result's run id). */
+  #resultOwner(id: string, token: string, r: RunDispatchResult, now: number): RunDispatch {
     const d = this.#owned(id, token, now, REASON.beforeResult);
     if (r.run_id !== d.run_id) {
       throw StorageError.validation(
         `dispatch '${id}' result run_id '${r.run_id}' does not match '${d.run_id}'`,
       );
     }
-    this.#commit(d, tx.runResultRecorded(d, r, now));
+    return d;
   }
 
   #ackNow(id: string, token: string, now: number): void {
