@@ -5,7 +5,8 @@
  * the bench's clean workload (every run 1 ms) and reports process CPU per dispatch; the medians are compared.
  *
  *   npx tsx scripts/metrics-overhead.ts [--rounds 6] [--dispatches 20000] [--threads 64] [--feed]
- *     [--backend memory|redis] [--redis redis://127.0.0.1:6379]
+ *     [--backend memory|redis] [--redis redis://127.0.0.1:6379] [--only both|store|mailbox]
+ *     [--side both|on|off] [--export-ms 1000]
  *
  * `--backend redis` runs each round on a fresh namespace of a Redis store with Redis Streams signals (created
  * with `createMailboxStore`, destroyed after the round), still in this one process: the figure is the Node
@@ -14,6 +15,13 @@
  *
  * Besides the two medians it prints the median of the per-pair ratios (each on round against the off round
  * beside it), with their range: on a shared machine the pairs show how far the figures scatter.
+ *
+ * `--only store` (or `mailbox`) instruments only the store (or only the Mailboxes) on the instrumented side,
+ * to see which part a difference comes from.
+ *
+ * `--side on` (or `off`) runs only the instrumented (or the plain) rounds, after one warm-up round of the
+ * same side: to profile one side, or to count its instructions (`valgrind --tool=callgrind`; it runs ~40×
+ * slower, so pass `--export-ms 40000` to keep the collections per dispatch as they are at full speed).
  *
  * `--feed` also attaches the lifecycle feed publisher (in-process transport) on the instrumented side.
  */
@@ -35,6 +43,9 @@ const { values } = parseArgs({
     nodes: { type: 'string', default: '2' },
     feed: { type: 'boolean', default: false },
     backend: { type: 'string', default: 'memory' },
+    only: { type: 'string', default: 'both' },
+    side: { type: 'string', default: 'both' },
+    'export-ms': { type: 'string', default: '1000' },
     redis: { type: 'string', default: 'redis://127.0.0.1:6379' },
   },
 });
@@ -45,6 +56,10 @@ const NODES = Number(values.nodes);
 const BACKEND = values.backend;
 /** Submits in flight at once against Redis (one at a time would measure round trips, not CPU). */
 const SUBMIT_WINDOW = 64;
+/** Which side the instrumented rounds instrument: both, or only the store or only the Mailboxes. */
+const ONLY = values.only;
+if (ONLY !== 'both' && ONLY !== 'store' && ONLY !== 'mailbox')
+  throw new Error(`--only must be both, store or mailbox, not ${ONLY}`);
 if (BACKEND !== 'memory' && BACKEND !== 'redis')
   throw new Error(`--backend must be memory or redis, not ${BACKEND}`);
 
@@ -57,7 +72,12 @@ const discard: PushMetricExporter = {
 async function round(instrumented: boolean): Promise<{ cpuUs: number; perS: number }> {
   const provider = instrumented
     ? new MeterProvider({
-        readers: [new PeriodicExportingMetricReader({ exporter: discard, exportIntervalMillis: 1_000 })],
+        readers: [
+          new PeriodicExportingMetricReader({
+            exporter: discard,
+            exportIntervalMillis: Number(values['export-ms']),
+          }),
+        ],
       })
     : null;
   let store: MailboxStore;
@@ -73,7 +93,7 @@ async function round(instrumented: boolean): Promise<{ cpuUs: number; perS: numb
   } else {
     store = new MemoryMailboxStore();
   }
-  if (provider) instrumentStore(store, { meterProvider: provider, backend: BACKEND });
+  if (provider && ONLY !== 'mailbox') instrumentStore(store, { meterProvider: provider, backend: BACKEND });
   let done = 0;
   let finish!: () => void;
   const all = new Promise<void>((resolve) => (finish = resolve));
@@ -83,7 +103,7 @@ async function round(instrumented: boolean): Promise<{ cpuUs: number; perS: numb
       consumerId: `node-${i}`,
       executor: () => new Promise((resolve) => setTimeout(() => resolve({ kind: 'completed' }), 1)),
     });
-    if (provider) instrumentMailbox(mailbox, { meterProvider: provider });
+    if (provider && ONLY !== 'store') instrumentMailbox(mailbox, { meterProvider: provider });
     mailbox.on('completed', () => {
       if (++done === DISPATCHES) finish();
     });
@@ -123,6 +143,18 @@ const median = (xs: number[]): number => {
 };
 
 const results = { off: [] as { cpuUs: number; perS: number }[], on: [] as { cpuUs: number; perS: number }[] };
+if (values.side === 'on' || values.side === 'off') {
+  // One side only, in a process of its own: for a profiler or an instruction counter run around it.
+  const instrumented = values.side === 'on';
+  await round(instrumented);
+  for (let r = 0; r < ROUNDS; r++) {
+    const res = await round(instrumented);
+    console.log(
+      `round ${r + 1} ${values.side} ${res.cpuUs.toFixed(1)} µs CPU/dispatch  ${res.perS.toFixed(0)} dispatches/s`,
+    );
+  }
+  process.exit(0);
+}
 await round(false); // warm-up (JIT), not counted
 await round(true);
 for (let r = 0; r < ROUNDS; r++) {
