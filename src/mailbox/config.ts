@@ -16,6 +16,12 @@ export const INLINE_CLAIM_GUARD_MS = 60_000;
 export const RECLAIM_BATCH = 100;
 /** Sleep after a failed signal pull (the Awaken server's). */
 export const PULL_ERROR_SLEEP_MS = 250;
+/**
+ * A signal whose claim (or re-read) failed is redelivered at once the first time, as upstream does; a
+ * redelivered one that fails again waits this long first. Without it a store that keeps failing made every
+ * such signal a hot loop: with the in-memory transport a loop of promise callbacks that never let a timer run.
+ */
+export const FAILED_SIGNAL_RETRY_MS = 250;
 
 export const DEFAULT_MAILBOX_CONFIG: Readonly<MailboxConfig> = Object.freeze({
   leaseMs: 30_000,

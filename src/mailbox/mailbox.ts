@@ -29,7 +29,12 @@ import type { Logger } from '../util/logger.js';
 import { ActiveRun, type LiveCancelReason } from './active-run.js';
 import { signalNackDelayMs } from './backoff.js';
 import { deliverLocally } from './command-inbox.js';
-import { INLINE_CLAIM_GUARD_MS, RECLAIM_BATCH, resolveMailboxConfig } from './config.js';
+import {
+  FAILED_SIGNAL_RETRY_MS,
+  INLINE_CLAIM_GUARD_MS,
+  RECLAIM_BATCH,
+  resolveMailboxConfig,
+} from './config.js';
 import { MailboxStoppedError, errorMessage } from './errors.js';
 import { executeClaimed, handBack, startedClaim } from './execution.js';
 import type { ExecutionDeps, PreStarted } from './execution.js';
@@ -869,11 +874,17 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
           error: errorMessage(err),
         });
       });
+    // A failed claim or re-read: redeliver now, unless this delivery already was a redelivery.
+    const retryFailed = (): Promise<void> =>
+      attempts !== null && attempts > 1
+        ? settle(receipt.nackWithDelay(FAILED_SIGNAL_RETRY_MS), 'nack with delay')
+        : settle(receipt.nack(), 'nack');
     switch (result.kind) {
       case 'Claimed':
       case 'Busy':
         return settle(receipt.ack(), 'ack');
       case 'TransientError':
+        return retryFailed();
       case 'Stopping':
         return settle(receipt.nack(), 'nack');
       case 'Corrupt':
@@ -899,7 +910,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
           // A corrupt record stays corrupt: ack (the sweeper signals it again once it is due) instead of
           // a redelivery loop.
           if (isStorageError(err, 'Serialization')) return settle(receipt.ack(), 'ack');
-          return settle(receipt.nack(), 'nack');
+          return retryFailed();
         }
         if (d && d.status === 'Queued' && d.available_at <= Date.now()) {
           // Blocked by an active claim elsewhere: come back later, with backoff.

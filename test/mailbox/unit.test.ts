@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { MailboxStore } from '../../src/contract/store.js';
+import { StorageError } from '../../src/contract/errors.js';
 import { queuedDispatch } from '../../src/contract/helpers.js';
 import type {
   DispatchSignalEntry,
@@ -21,6 +22,7 @@ import {
   retryDelayMs,
   signalNackDelayMs,
 } from '../../src/mailbox/index.js';
+import { MemoryMailboxStore } from '../../src/memory/index.js';
 import { eventually } from './wait.js';
 
 describe('config', () => {
@@ -309,5 +311,84 @@ describe('signal loop policy (§13 I)', () => {
       'nack d-error': null, // the claim failed: redeliver now
       'nack d-loaderr': null,
     });
+  });
+
+  it('redelivers a signal whose claim or re-read failed at once, and a redelivery that fails again after 250 ms', async () => {
+    const settled: Settled[] = [];
+    const batches: DispatchSignalEntry[][] = [
+      [
+        signal('t-first', 'd-first', 1, settled),
+        signal('t-again', 'd-again', 4, settled),
+        signal('t-unknown', 'd-unknown', null, settled),
+        signal('t-loaderr', 'd-loaderr', 2, settled),
+      ],
+    ];
+    const store = stubStore({
+      supportsDispatchSignals: () => true,
+      reclaimExpiredLeases: async () => [],
+      queuedThreadIds: async () => [],
+      pullDispatchSignals: async () => {
+        const next = batches.shift();
+        if (next) return next;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        return [];
+      },
+      claim: async (threadId: string) => {
+        if (threadId !== 't-loaderr') throw new Error('redis down');
+        return [];
+      },
+      loadDispatch: async () => {
+        throw new Error('read failed');
+      },
+    });
+    const mailbox = new Mailbox({ store, executor: async () => ({ kind: 'completed' }), consumerId: 'n' });
+    await mailbox.start();
+    await eventually('four settlements', () => settled.length === 4);
+    await mailbox.stop();
+    expect(Object.fromEntries(settled.map((s) => [s.what, s.delay ?? null]))).toEqual({
+      'nack d-first': null, // first delivery: redeliver now (upstream's policy)
+      'delay d-again': 250, // it failed before: pause, so a failing store is not a hot loop
+      'nack d-unknown': null, // the transport cannot tell: treated as a first delivery
+      'delay d-loaderr': 250,
+    });
+  });
+
+  it('a store whose claims keep failing does not hold the event loop, and its retries are paced', async () => {
+    const store = new MemoryMailboxStore();
+    let claims = 0;
+    const failing = store as unknown as Record<string, unknown>;
+    for (const method of ['claim', 'claimAndStart']) {
+      const real = (failing[method] as (...a: unknown[]) => Promise<unknown>).bind(store);
+      failing[method] = async (...a: unknown[]) => {
+        claims++;
+        // Recovers after 10 000 failures, so a regression (a loop that never yields) ends and fails below
+        // instead of hanging the test worker, whose own timeout is a timer too.
+        if (claims > 10_000) return real(...a);
+        throw StorageError.io('store down');
+      };
+    }
+    const mailbox = new Mailbox({
+      store,
+      consumerId: 'n',
+      executor: async () => ({ kind: 'completed' }),
+      logger: {},
+    });
+    await mailbox.start();
+    try {
+      const t0 = Date.now();
+      await store.enqueue(
+        queuedDispatch({ dispatch_id: 'd1', thread_id: 't1', run_id: 'r1', created_at: Date.now() }),
+      );
+      await eventually('the first claim', () => claims > 0);
+      // Before the pause, the in-memory transport's redeliveries ran as one chain of promise callbacks: no
+      // timer fired until the store recovered (here after 10 000 failed claims).
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const elapsedMs = Date.now() - t0;
+      // One retry per 250 ms after the first redelivery; a loose bound that scales with the time taken.
+      expect(claims).toBeLessThanOrEqual(5 + Math.ceil(elapsedMs / 100));
+    } finally {
+      await mailbox.stop();
+      await store.close();
+    }
   });
 });
