@@ -142,16 +142,19 @@ const median = (xs: number[]): number => {
   return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
 };
 
+const logRound = (n: number, side: string, res: { cpuUs: number; perS: number }): void => {
+  console.log(
+    `round ${n} ${side.padEnd(3)} ${res.cpuUs.toFixed(1)} µs CPU/dispatch  ${res.perS.toFixed(0)} dispatches/s`,
+  );
+};
+
 const results = { off: [] as { cpuUs: number; perS: number }[], on: [] as { cpuUs: number; perS: number }[] };
 if (values.side === 'on' || values.side === 'off') {
   // One side only, in a process of its own: for a profiler or an instruction counter run around it.
   const instrumented = values.side === 'on';
   await round(instrumented);
   for (let r = 0; r < ROUNDS; r++) {
-    const res = await round(instrumented);
-    console.log(
-      `round ${r + 1} ${values.side} ${res.cpuUs.toFixed(1)} µs CPU/dispatch  ${res.perS.toFixed(0)} dispatches/s`,
-    );
+    logRound(r + 1, values.side, await round(instrumented));
   }
   process.exit(0);
 }
@@ -162,9 +165,7 @@ for (let r = 0; r < ROUNDS; r++) {
   for (const side of r % 2 === 0 ? (['off', 'on'] as const) : (['on', 'off'] as const)) {
     const res = await round(side === 'on');
     results[side].push(res);
-    console.log(
-      `round ${r + 1} ${side.padEnd(3)} ${res.cpuUs.toFixed(1)} µs CPU/dispatch  ${res.perS.toFixed(0)} dispatches/s`,
-    );
+    logRound(r + 1, side, res);
   }
 }
 const cpuOff = median(results.off.map((r) => r.cpuUs));

@@ -57,9 +57,9 @@ export function claimed(
 }
 
 /**
- * `claimed` then `dispatchStarted` in one record: what a claim that also starts its run (claim + start,
- * a completion's chained claim) writes when the start's owner checks pass by construction (same token, the
- * thread's current epoch).
+ * `claimed` then `dispatchStarted`: what a claim that also starts its run (claim + start, a completion's
+ * chained claim) commits once, when the start's owner checks pass by construction (same token, the thread's
+ * current epoch).
  */
 export function claimedAndStarted(
   d: RunDispatch,
@@ -69,20 +69,7 @@ export function claimedAndStarted(
   instanceId: string,
   now: number,
 ): RunDispatch {
-  return {
-    ...d,
-    status: 'Claimed',
-    claim_token: token,
-    claimed_by: consumer,
-    lease_until: leaseUntil,
-    dispatch_instance_id: instanceId,
-    run_status: 'running',
-    termination: null,
-    run_response: null,
-    run_error: null,
-    completed_at: null,
-    updated_at: now,
-  };
+  return dispatchStarted(claimed(d, token, consumer, leaseUntil, now), instanceId, now);
 }
 
 export function leaseExtended(d: RunDispatch, leaseUntil: number, now: number): RunDispatch {
@@ -115,20 +102,9 @@ export function runResultRecorded(d: RunDispatch, r: RunDispatchResult, now: num
   };
 }
 
-/** `runResultRecorded` then `acked` in one record (a completion that records the result and acks). */
+/** `runResultRecorded` then `acked`: a completion that records the result and acks, committed once. */
 export function resultAcked(d: RunDispatch, r: RunDispatchResult, now: number): RunDispatch {
-  return {
-    ...d,
-    dispatch_instance_id: r.dispatch_instance_id,
-    run_status: r.status,
-    termination: r.termination ?? null,
-    run_response: r.response ?? null,
-    run_error: r.error ?? null,
-    ...CLEAR_CLAIM,
-    status: 'Acked',
-    completed_at: now,
-    updated_at: now,
-  };
+  return acked(runResultRecorded(d, r, now), now);
 }
 
 export function acked(d: RunDispatch, now: number): RunDispatch {

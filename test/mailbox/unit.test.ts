@@ -258,6 +258,37 @@ describe('signal loop policy (§13 I)', () => {
     };
   }
 
+  /**
+   * Run a Mailbox on a stub store that hands out `batch` once, with `claim` and `loadDispatch` as given,
+   * until `settled` holds `count` settlements; answers them as `{what: delay}` (null for no delay).
+   */
+  async function settleBatch(
+    batch: DispatchSignalEntry[],
+    settled: Settled[],
+    claim: (threadId: string) => Promise<RunDispatch[]>,
+    loadDispatch: (id: string) => Promise<RunDispatch | null>,
+  ): Promise<Record<string, number | null>> {
+    const batches = [batch];
+    const store = stubStore({
+      supportsDispatchSignals: () => true,
+      reclaimExpiredLeases: async () => [],
+      queuedThreadIds: async () => [],
+      pullDispatchSignals: async () => {
+        const next = batches.shift();
+        if (next) return next;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        return [];
+      },
+      claim,
+      loadDispatch,
+    });
+    const mailbox = new Mailbox({ store, executor: async () => ({ kind: 'completed' }), consumerId: 'n' });
+    await mailbox.start();
+    await eventually(`${batch.length} settlements`, () => settled.length === batch.length);
+    await mailbox.stop();
+    return Object.fromEntries(settled.map((s) => [s.what, s.delay ?? null]));
+  }
+
   it('acks, nacks or nacks with backoff by the outcome of the claim', async () => {
     const settled: Settled[] = [];
     const now = Date.now();
@@ -271,7 +302,7 @@ describe('signal loop policy (§13 I)', () => {
       ...queuedDispatch({ dispatch_id: 'd-later', thread_id: 't-later', run_id: 'r', created_at: now }),
       available_at: now + 60_000,
     };
-    const batches: DispatchSignalEntry[][] = [
+    const byWhat = await settleBatch(
       [
         signal('t-blocked', 'd-blocked', 3, settled),
         signal('t-later', 'd-later', 1, settled),
@@ -279,31 +310,16 @@ describe('signal loop policy (§13 I)', () => {
         signal('t-error', 'd-error', 1, settled),
         signal('t-loaderr', 'd-loaderr', 1, settled),
       ],
-    ];
-    const store = stubStore({
-      supportsDispatchSignals: () => true,
-      reclaimExpiredLeases: async () => [],
-      queuedThreadIds: async () => [],
-      pullDispatchSignals: async () => {
-        const next = batches.shift();
-        if (next) return next;
-        await new Promise((resolve) => setTimeout(resolve, 20));
-        return [];
-      },
-      claim: async (threadId: string) => {
+      settled,
+      async (threadId) => {
         if (threadId === 't-error') throw new Error('redis down');
         return [];
       },
-      loadDispatch: async (id: string) => {
+      async (id) => {
         if (id === 'd-loaderr') throw new Error('read failed');
         return { 'd-blocked': queuedAvailable, 'd-later': queuedLater }[id] ?? null;
       },
-    });
-    const mailbox = new Mailbox({ store, executor: async () => ({ kind: 'completed' }), consumerId: 'n' });
-    await mailbox.start();
-    await eventually('five settlements', () => settled.length === 5);
-    await mailbox.stop();
-    const byWhat = Object.fromEntries(settled.map((s) => [s.what, s.delay ?? null]));
+    );
     expect(byWhat).toEqual({
       'delay d-blocked': 2_000, // Queued and available but not claimable: blocked elsewhere; attempts 3 → 2 s
       'ack d-later': null, // not yet available: its own wake-up will come
@@ -315,37 +331,23 @@ describe('signal loop policy (§13 I)', () => {
 
   it('redelivers a signal whose claim or re-read failed at once, and a redelivery that fails again after 250 ms', async () => {
     const settled: Settled[] = [];
-    const batches: DispatchSignalEntry[][] = [
+    const byWhat = await settleBatch(
       [
         signal('t-first', 'd-first', 1, settled),
         signal('t-again', 'd-again', 4, settled),
         signal('t-unknown', 'd-unknown', null, settled),
         signal('t-loaderr', 'd-loaderr', 2, settled),
       ],
-    ];
-    const store = stubStore({
-      supportsDispatchSignals: () => true,
-      reclaimExpiredLeases: async () => [],
-      queuedThreadIds: async () => [],
-      pullDispatchSignals: async () => {
-        const next = batches.shift();
-        if (next) return next;
-        await new Promise((resolve) => setTimeout(resolve, 20));
-        return [];
-      },
-      claim: async (threadId: string) => {
+      settled,
+      async (threadId) => {
         if (threadId !== 't-loaderr') throw new Error('redis down');
         return [];
       },
-      loadDispatch: async () => {
+      async () => {
         throw new Error('read failed');
       },
-    });
-    const mailbox = new Mailbox({ store, executor: async () => ({ kind: 'completed' }), consumerId: 'n' });
-    await mailbox.start();
-    await eventually('four settlements', () => settled.length === 4);
-    await mailbox.stop();
-    expect(Object.fromEntries(settled.map((s) => [s.what, s.delay ?? null]))).toEqual({
+    );
+    expect(byWhat).toEqual({
       'nack d-first': null, // first delivery: redeliver now (upstream's policy)
       'delay d-again': 250, // it failed before: pause, so a failing store is not a hot loop
       'nack d-unknown': null, // the transport cannot tell: treated as a first delivery
