@@ -25,7 +25,8 @@ import type {
   LiveRunTarget,
 } from '../contract/types.js';
 import { silentLogger, type Logger } from '../util/logger.js';
-import type { LiveChannel } from './channel.js';
+import type { LiveChannel, ThreadRunsChannel, ThreadRunsLive } from './channel.js';
+import { NatsThreadRuns } from './nats-thread-runs.js';
 import { targetLiveSubject, threadLiveSubject, validateLivePrefix } from './subjects.js';
 import { CONTENT_TYPE_HEADER, decodeLivePayload, encodeLivePayload, type LiveCodec } from './wire.js';
 
@@ -52,7 +53,7 @@ export interface NatsLiveChannelOptions {
   maxBufferedCommands?: number;
 }
 
-export class NatsLiveChannel implements LiveChannel {
+export class NatsLiveChannel implements LiveChannel, ThreadRunsChannel {
   readonly #nc: NatsConnection;
   readonly #prefix: string;
   readonly #timeoutMs: number;
@@ -60,6 +61,7 @@ export class NatsLiveChannel implements LiveChannel {
   readonly #logger: Logger;
   readonly #maxBuffered: number;
   readonly #streams = new Set<NatsLiveStream>();
+  readonly #threadRuns = new Set<NatsThreadRuns>();
   #closed = false;
   /** The shared flush subscriptions opened in this turn wait for (see `#flushAfterTurn`). */
   #nextFlush: Promise<void> | null = null;
@@ -135,12 +137,39 @@ export class NatsLiveChannel implements LiveChannel {
     return this.#open(targetLiveSubject(this.#prefix, t));
   }
 
+  async openThreadRuns(threadId: string, holdsThread: () => boolean): Promise<ThreadRunsLive> {
+    const thread = args.id('thread_id', threadId);
+    this.#assertOpen();
+    let runs: NatsThreadRuns;
+    try {
+      runs = new NatsThreadRuns({
+        prefix: this.#prefix,
+        threadId: thread,
+        maxBuffered: this.#maxBuffered,
+        logger: this.#logger,
+        holdsThread,
+        subscribe: (subject, callback) => this.#nc.subscribe(subject, { callback }),
+        route: (stream, subject, err, msg) => this.#onMessage(stream, subject, err, msg),
+        unsubscribe: (sub) => this.#unsubscribeAfterTurn(sub),
+        onClose: () => this.#threadRuns.delete(runs),
+      });
+    } catch (err) {
+      throw StorageError.io(`nats subscribe: ${redactCredentials(errorText(err))}`);
+    }
+    this.#threadRuns.add(runs);
+    // As for one run's channel: the server has registered the interest before a run is served from it.
+    await this.#flushAfterTurn();
+    return runs;
+  }
+
   /** Unsubscribe every stream this channel opened and end their iterators. Idempotent; leaves `nc` open. */
   async close(): Promise<void> {
     this.#closed = true;
     const streams = [...this.#streams];
     this.#streams.clear();
-    await Promise.all(streams.map((s) => s.close()));
+    const threadRuns = [...this.#threadRuns];
+    this.#threadRuns.clear();
+    await Promise.all([...streams.map((s) => s.close()), ...threadRuns.map((r) => r.close())]);
     this.#unsubscribeNow();
   }
 
@@ -298,7 +327,7 @@ export class NatsLiveChannel implements LiveChannel {
 }
 
 /** A subscription as an async iterator with a bounded buffer. Single logical consumer; `close` is idempotent. */
-class NatsLiveStream implements LiveRunCommandStream, AsyncIterator<LiveRunCommandEntry> {
+export class NatsLiveStream implements LiveRunCommandStream, AsyncIterator<LiveRunCommandEntry> {
   readonly #max: number;
   readonly #onClose: () => void;
   readonly #unsubscribe: (sub: Subscription) => Promise<void>;
@@ -390,7 +419,7 @@ class NatsLiveStream implements LiveRunCommandStream, AsyncIterator<LiveRunComma
 }
 
 /** Ack = an empty reply. Best effort and idempotent, as upstream: a failed publish is only logged. */
-class NatsLiveReceipt implements LiveCommandReceipt {
+export class NatsLiveReceipt implements LiveCommandReceipt {
   readonly #msg: Msg;
   readonly #logger: Logger;
   #acked = false;

@@ -19,7 +19,14 @@ import {
   type NextClaim,
 } from '../contract/fused.js';
 import type { MailboxStore } from '../contract/store.js';
-import type { RunDispatch, RunDispatchResult, RunStatus, TerminationReason } from '../contract/types.js';
+import type {
+  LiveRunCommandStream,
+  LiveRunTarget,
+  RunDispatch,
+  RunDispatchResult,
+  RunStatus,
+  TerminationReason,
+} from '../contract/types.js';
 import type { Logger } from '../util/logger.js';
 import type { ActiveRun } from './active-run.js';
 import { retryDelayMs } from './backoff.js';
@@ -50,6 +57,8 @@ export interface ExecutionDeps {
    * holds there once the store answers again.
    */
   releaseLostClaim(ref: ClaimRef, claimToken: string): void;
+  /** The live command stream of a run (see thread-live.ts). */
+  openLive(target: LiveRunTarget): Promise<LiveRunCommandStream>;
 }
 
 /** A claim whose start the store recorded in the same step (claim + start, or completion + claim + start). */
@@ -152,7 +161,7 @@ async function begin(deps: ExecutionDeps, run: ActiveRun): Promise<PreStarted | 
   const startedAt = Date.now();
   const [start, live] = await Promise.allSettled([
     store.recordDispatchStart(d.dispatch_id, token, instanceId, startedAt),
-    store.openLiveChannelFor(targetOf(d)),
+    deps.openLive(targetOf(d)),
   ]);
   if (live.status === 'fulfilled') run.attachLiveStream(live.value);
   else warnNoLive(deps, run, live.reason);
@@ -170,7 +179,7 @@ async function begin(deps: ExecutionDeps, run: ActiveRun): Promise<PreStarted | 
 
 async function openLive(deps: ExecutionDeps, run: ActiveRun): Promise<void> {
   try {
-    run.attachLiveStream(await deps.store.openLiveChannelFor(targetOf(run.dispatch)));
+    run.attachLiveStream(await deps.openLive(targetOf(run.dispatch)));
   } catch (err) {
     warnNoLive(deps, run, err);
   }

@@ -46,6 +46,7 @@ import { RunSlots } from './run-slots.js';
 import { SignalLoop } from './signal-loop.js';
 import { ThreadWorkers } from './thread-workers.js';
 import type { ThreadWorker } from './thread-workers.js';
+import { RunLiveChannels } from './thread-live.js';
 import { PeriodicTask, forEachLimited, settlesWithin, sleep } from './timing.js';
 import type {
   Executor,
@@ -112,6 +113,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
   readonly #messageSink: MessageSink | null;
   readonly #deps: ExecutionDeps;
   readonly #workers = new ThreadWorkers();
+  readonly #live: RunLiveChannels;
   /** Active runs on this node by dispatch id. */
   readonly #runs = new Map<string, ActiveRun>();
   readonly #recent = new RecentSubmissions();
@@ -158,6 +160,11 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
       (await store.currentDispatchEpoch(run.dispatch.thread_id)) > run.dispatch.dispatch_epoch
         ? 'interrupt'
         : 'cancel';
+    // A thread is held here while its worker's run executes with its lease intact (see thread-live.ts).
+    this.#live = new RunLiveChannels(store, this.#logger, (threadId) => {
+      const run = this.#workers.get(threadId)?.run;
+      return run != null && !run.leaseLost;
+    });
     this.#deps = {
       store,
       executor: executor as Executor,
@@ -181,6 +188,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
               claimToken: this.#mintToken(),
             },
       releaseLostClaim: (ref, token) => this.#releaseLostClaim(ref, token),
+      openLive: (target) => this.#live.open(target),
     };
     // Metrics (src/metrics): only when an OpenTelemetry SDK is installed; otherwise nothing changes.
     autoInstrumentMailbox(this);
@@ -541,6 +549,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
     }
     if (!this.#slots.tryTake()) {
       this.#slots.defer(threadId);
+      this.#live.release(threadId);
       return { kind: 'Saturated' };
     }
     let slotHeld = true;
@@ -566,6 +575,8 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
     } finally {
       worker.claiming--;
       if (slotHeld) this.#giveSlot();
+      // Nothing of the thread runs here any more: its live subscription goes too.
+      if (worker.run === null && worker.claiming === 0) this.#live.release(threadId);
     }
   }
 
@@ -748,6 +759,8 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
       void this.#track(handBack(this.#deps, stray, 'the thread already runs on this node'));
     }
     this.#giveSlot();
+    // Stopping: no kick follows to release the thread's live subscription.
+    if (this.#closing && worker.run === null) this.#live.release(run.dispatch.thread_id);
     this.#kick(run.dispatch.thread_id);
   }
 
@@ -1043,6 +1056,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
         runs: stillRunning,
       });
     }
+    await this.#live.closeIdle((threadId) => this.#workers.get(threadId)?.run != null);
     this.#state = 'stopped';
     const report: MailboxStopReport = { finished, handedBack: this.#handedBack, stillRunning };
     if (wasStarted) this.#logger.info?.('mailbox stopped', { consumerId: this.consumerId, ...report });

@@ -46,7 +46,7 @@ import type {
   RunDispatchStatus,
 } from '../contract/types.js';
 import { RUN_DISPATCH_STATUSES, isTerminal } from '../contract/types.js';
-import type { LiveChannel } from '../live/channel.js';
+import type { LiveChannel, ThreadRunsChannel, ThreadRunsLive } from '../live/channel.js';
 import { filterSignals, type SignalTarget } from '../signals/filter.js';
 import type { RawSignal, SignalRef, SignalTransport } from '../signals/transport.js';
 import { silentLogger, type Logger } from '../util/logger.js';
@@ -824,6 +824,16 @@ export class RedisMailboxStore
 
   openLiveChannelFor(target: LiveRunTarget): Promise<LiveRunCommandStream> {
     return this.#live.openLiveChannelFor(target);
+  }
+
+  /**
+   * One subscription for the runs of `threadId` this node executes in a row (see `ThreadRunsLive`); null when
+   * the live channel has no such mode (no NATS): the Mailbox then opens each run's channel on its own.
+   */
+  async openThreadRuns(threadId: string, holdsThread: () => boolean): Promise<ThreadRunsLive | null> {
+    const live = this.#live as Partial<ThreadRunsChannel>;
+    if (typeof live.openThreadRuns !== 'function') return null;
+    return live.openThreadRuns(threadId, holdsThread);
   }
 
   // ---- lifecycle ----

@@ -292,6 +292,82 @@ export function defineMailboxSuite(kind: BackendKind): void {
       expect(await b!.sendDecision('not-a-dispatch', 'call-3', resume)).toBe(false);
     });
 
+    it('steers each run of a chain on one thread at its exact target; the thread’s other runs are not reached', async () => {
+      // Each run ends once it received a command (or after 10 s, which fails the test).
+      const untilCommanded: Parameters<Recorder['on']>[1] = async (ctx, exec) => {
+        for (let waited = 0; exec.commands.length === 0 && waited < 10_000; waited += 10) {
+          await abortableSleep(10, ctx.signal);
+        }
+        return { kind: 'completed', status: 'done', termination: { type: 'natural_end' } };
+      };
+      const recorder = new Recorder(untilCommanded);
+      const {
+        stores: [store],
+        nodes: [a],
+      } = await nodes(1, recorder);
+      const producer = backend!.distributed ? await backend!.openStore() : store!;
+      // How the node subscribes: with NATS, one subscription for the whole chain, none per run.
+      const opened = { thread: 0, run: 0, threadClosed: 0 };
+      type Closable = { close(): Promise<void> } | null;
+      const node = store as MailboxStore & { openThreadRuns?: (...a: never[]) => Promise<Closable> };
+      const ownOpenThreadRuns = node.openThreadRuns?.bind(node);
+      if (ownOpenThreadRuns) {
+        node.openThreadRuns = async (...a) => {
+          opened.thread++;
+          const runs = await ownOpenThreadRuns(...a);
+          if (runs) {
+            const close = runs.close.bind(runs);
+            // Counted once the UNSUB is on its way.
+            runs.close = () =>
+              close().then(() => {
+                opened.threadClosed++;
+              });
+          }
+          return runs;
+        };
+      }
+      const ownOpenFor = node.openLiveChannelFor.bind(node);
+      node.openLiveChannelFor = (target) => {
+        opened.run++;
+        return ownOpenFor(target);
+      };
+      const ids = [1, 2, 3].map((n) => `chain-${n}`);
+      for (const runId of ids) await a!.submitBackground({ threadId: 'chain', runId });
+      const targets: { thread_id: string; run_id: string; dispatch_id: string }[] = [];
+      const msg = (n: number): Message => ({
+        id: `m-${n}`,
+        role: 'user',
+        content: [{ type: 'text', text: `${n}` }],
+      });
+      /** NoSubscriber, answered at once (far below the 5 s request timeout a silent subscriber would cost). */
+      const expectNoSubscriberAtOnce = async (target: (typeof targets)[number]): Promise<boolean> => {
+        const start = performance.now();
+        const outcome = await producer.deliverLiveTo(target, 'Cancel');
+        expect(outcome).toBe('NoSubscriber');
+        return performance.now() - start < 2_000;
+      };
+      for (const [i, runId] of ids.entries()) {
+        const exec = await eventually(`${runId} to start`, () => recorder.ofRun(runId)[0]);
+        const target = { thread_id: 'chain', run_id: runId, dispatch_id: exec.dispatchId };
+        targets.push(target);
+        // The run before this one is over: nobody takes its commands, and the answer comes at once.
+        if (i > 0) expect(await expectNoSubscriberAtOnce(targets[i - 1]!)).toBe(true);
+        expect(await producer.deliverLiveTo(target, { Messages: [msg(i)] })).toBe('Delivered');
+        await loadStatus(store!, exec.dispatchId, 'Acked');
+        expect(exec.commands).toEqual([{ Messages: [msg(i)] }]);
+      }
+      // The thread is idle on this node: nothing of it stays subscribed.
+      if (backend!.distributed)
+        await eventually('thread subscription closed', () => opened.threadClosed === 1);
+      // (A request racing the UNSUB on the server may still wait out its timeout once: ask again then.)
+      await eventually('no subscriber left', () => expectNoSubscriberAtOnce(targets[2]!), 20_000);
+      expect(opened).toEqual(
+        backend!.distributed
+          ? { thread: 1, run: 0, threadClosed: 1 }
+          : { thread: 0, run: 3, threadClosed: 0 },
+      );
+    });
+
     it('does not deliver commands to a run whose executor already returned', async () => {
       const recorder = new Recorder();
       const {

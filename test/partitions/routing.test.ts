@@ -184,6 +184,7 @@ describe('partitioned store on one server', () => {
       'deliverLiveTo',
       'openLiveChannel',
       'openLiveChannelFor',
+      'openThreadRuns',
       'connections',
       'keys',
       'namespace',

@@ -1,0 +1,87 @@
+/**
+ * The live channels of this node's runs. With a store that can serve a thread's runs on one subscription
+ * (`openThreadRuns`, the Redis store with NATS), a worker keeps that subscription while it runs the thread's
+ * dispatches one after another, and each run takes its stream from it without a round trip; the subscription
+ * is dropped once the worker is idle. Other stores (and targets the shared subscription cannot serve) get one
+ * channel per run, `openLiveChannelFor`.
+ */
+import type { LiveRunCommandStream, LiveRunTarget } from '../contract/types.js';
+import type { MailboxStore } from '../contract/store.js';
+import type { ThreadRunsLive } from '../live/channel.js';
+import { errorMessage } from './errors.js';
+import type { Logger } from '../util/logger.js';
+
+interface ThreadRunsStore {
+  openThreadRuns(threadId: string, holdsThread: () => boolean): Promise<ThreadRunsLive | null>;
+}
+
+function hasThreadRuns(store: MailboxStore): store is MailboxStore & ThreadRunsStore {
+  return typeof (store as Partial<ThreadRunsStore>).openThreadRuns === 'function';
+}
+
+export class RunLiveChannels {
+  readonly #store: MailboxStore;
+  readonly #logger: Logger;
+  readonly #holdsThread: (threadId: string) => boolean;
+  /** Open (or opening) thread subscriptions by thread id. */
+  readonly #threads = new Map<string, Promise<ThreadRunsLive | null>>();
+
+  constructor(store: MailboxStore, logger: Logger, holdsThread: (threadId: string) => boolean) {
+    this.#store = store;
+    this.#logger = logger;
+    this.#holdsThread = holdsThread;
+  }
+
+  /** The live stream of the run of `target`. */
+  async open(target: LiveRunTarget): Promise<LiveRunCommandStream> {
+    const store = this.#store;
+    if (hasThreadRuns(store)) {
+      const runs = await this.#threadRuns(store, target.thread_id);
+      const stream = runs?.openRun(target);
+      if (stream) return stream;
+    }
+    return store.openLiveChannelFor(target);
+  }
+
+  /** This node runs nothing of `threadId` any more: unsubscribe from its runs. */
+  release(threadId: string): void {
+    const runs = this.#threads.get(threadId);
+    if (runs === undefined) return;
+    this.#threads.delete(threadId);
+    void runs.then((r) => r?.close()).catch((err: unknown) => this.#closeFailed(err));
+  }
+
+  /** Unsubscribe from every thread `busy` does not name (stop: runs that outlive it keep theirs). */
+  async closeIdle(busy: (threadId: string) => boolean): Promise<void> {
+    const closing: Promise<void>[] = [];
+    for (const [threadId, runs] of this.#threads) {
+      if (busy(threadId)) continue;
+      this.#threads.delete(threadId);
+      closing.push(runs.then((r) => r?.close()).catch((err: unknown) => this.#closeFailed(err)));
+    }
+    await Promise.all(closing);
+  }
+
+  #threadRuns(store: ThreadRunsStore, threadId: string): Promise<ThreadRunsLive | null> {
+    let runs = this.#threads.get(threadId);
+    if (runs === undefined) {
+      runs = store
+        .openThreadRuns(threadId, () => this.#holdsThread(threadId))
+        .catch((err: unknown) => {
+          // The run's own channel is tried next (and warns if it fails too); the next run tries again.
+          this.#logger.debug?.('opening the thread live subscription failed', {
+            threadId,
+            error: errorMessage(err),
+          });
+          if (this.#threads.get(threadId) === runs) this.#threads.delete(threadId);
+          return null;
+        });
+      this.#threads.set(threadId, runs);
+    }
+    return runs;
+  }
+
+  #closeFailed(err: unknown): void {
+    this.#logger.warn?.('closing a thread live subscription failed', { error: errorMessage(err) });
+  }
+}
