@@ -103,6 +103,56 @@ describe('server restart', () => {
     expect(outcomes.slice(0, -1).every((o) => o === 'NoSubscriber' || o === 'Io')).toBe(true);
   });
 
+  it('a thread subscription opened before the restart serves its runs again afterwards', async () => {
+    const nats = await server();
+    const consumerNc = await connection(nats.url, true);
+    const producerNc = await connection(nats.url, true);
+    const consumer = new NatsLiveChannel({ nc: consumerNc, subjectPrefix: prefix });
+    const producer = new NatsLiveChannel({ nc: producerNc, subjectPrefix: prefix, requestTimeoutMs: 1000 });
+    cleanup.push(
+      () => consumer.close(),
+      () => producer.close(),
+    );
+    const runs = await consumer.openThreadRuns('restart-runs', () => true);
+    const first = { thread_id: 'restart-runs', run_id: 'r1', dispatch_id: 'd1' };
+    const rec = record(runs.openRun(first)!);
+    let ended = false;
+    void rec.ended.then(() => (ended = true));
+    expect(await producer.deliverLiveTo(first, 'Cancel')).toBe('Delivered');
+    await rec.waitFor(1);
+
+    await nats.restart();
+
+    const outcomes: string[] = [];
+    await eventually(
+      async () => {
+        let outcome: string;
+        try {
+          outcome = await producer.deliverLiveTo(first, 'PendingBoundaryWake');
+        } catch (err) {
+          expect(err).toBeInstanceOf(StorageError);
+          outcome = (err as StorageError).kind;
+        }
+        outcomes.push(outcome);
+        return outcome === 'Delivered';
+      },
+      20_000,
+      100,
+    );
+    const seen = await rec.waitFor(2);
+    expect(seen[0]).toBe('Cancel');
+    expect(seen.slice(1).every((c) => c === 'PendingBoundaryWake')).toBe(true);
+    expect(ended).toBe(false);
+    expect(outcomes.slice(0, -1).every((o) => o === 'NoSubscriber' || o === 'Io')).toBe(true);
+    // The next run of the thread is served from the same (re-established) subscription.
+    const second = { thread_id: 'restart-runs', run_id: 'r2', dispatch_id: 'd2' };
+    const next = runs.openRun(second);
+    expect(next).not.toBeNull();
+    const rec2 = record(next!);
+    expect(await producer.deliverLiveTo(second, 'Cancel')).toBe('Delivered');
+    await rec2.waitFor(1);
+  });
+
   it('a channel opened while the server is down subscribes once it is back', async () => {
     const nats = await server();
     const consumerNc = await connection(nats.url, true);
