@@ -1,20 +1,21 @@
--- enqueue(dispatch): KEYS[2] record, KEYS[3] thread hash, KEYS[4] dedupe hash.
+-- enqueue(dispatch): only KEYS[1]; the record, thread hash and dedupe hash keys are derived from the ids.
 -- ARGV: field/value pairs of the validated Queued input (null fields omitted; status and epoch are set here).
 -- Reply: {'ok'} or AlreadyExists("dedupe_key=<key>") / AlreadyExists(<dispatch_id>).
 return run(function()
   local r = {}
   for i = 4, #ARGV, 2 do r[ARGV[i]] = ARGV[i + 1] end
   local id = r.dispatch_id
+  local k_rec, k_th, k_dd = k_record(id), k_thread(r.thread_id), k_dedupe(r.thread_id)
   if r.dedupe_key ~= nil then
-    local holder = redis.call('HGET', KEYS[4], r.dedupe_key)
+    local holder = redis.call('HGET', k_dd, r.dedupe_key)
     if holder then
       -- The index only holds non-terminal holders; re-check the record so a stale entry never blocks.
       local status = redis.call('HGET', k_record(holder), 'status')
       if status == 'Queued' or status == 'Claimed' then raise('AlreadyExists', 'dedupe_key=' .. r.dedupe_key) end
     end
   end
-  if redis.call('EXISTS', KEYS[2]) == 1 then raise('AlreadyExists', id) end
-  local thread = redis.call('HMGET', KEYS[3], 'epoch', 'n')
+  if redis.call('EXISTS', k_rec) == 1 then raise('AlreadyExists', id) end
+  local thread = redis.call('HMGET', k_th, 'epoch', 'n')
   local epoch = epoch_value(r.thread_id, thread[1])
   -- The stored decimal as it is, unless leading zeros need normalizing (string.format is not free).
   if not thread[1] then
@@ -27,9 +28,9 @@ return run(function()
   check_record_count(r.thread_id, thread[2])
   preflight()
   r.status = 'Queued'
-  redis.call('HSET', KEYS[2], unpack(flat(r)))
-  redis.call('HINCRBY', KEYS[3], 'n', '1')
-  if r.dedupe_key ~= nil then redis.call('HSET', KEYS[4], r.dedupe_key, id) end
+  redis.call('HSET', k_rec, unpack(flat(r)))
+  redis.call('HINCRBY', k_th, 'n', '1')
+  if r.dedupe_key ~= nil then redis.call('HSET', k_dd, r.dedupe_key, id) end
   enter(r, nil)
   return { 'ok' }
 end)

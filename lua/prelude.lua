@@ -62,6 +62,8 @@ local function k_waiting(t) return PREFIX .. 'tw:' .. t end
 local function k_status(s, t) return PREFIX .. 'ts:' .. s .. ':' .. t end
 local function k_dedupe(t) return PREFIX .. 'dd:' .. t end
 local function k_stale(t) return PREFIX .. 'sq:' .. t end
+-- The keys `claim_thread` works on: ready, waiting, Claimed set, stale-Queued set of thread `t`.
+local function claim_keys(t) return { k_ready(t), k_waiting(t), k_status('Claimed', t), k_stale(t) } end
 
 local MAX_SAFE = 9007199254740991
 local MAX_U32 = 4294967295

@@ -189,12 +189,7 @@ export class RedisMailboxStore
       const value = d[field];
       if (value !== null) wellFormed(field, value);
     }
-    const k = this.#keys;
-    await this.#run(
-      'enqueue',
-      [k.record(d.dispatch_id), k.thread(d.thread_id), k.dedupe(d.thread_id)],
-      enqueueFields(d),
-    );
+    await this.#run('enqueue', [], enqueueFields(d));
     await this.#published([{ thread_id: d.thread_id, dispatch_id: d.dispatch_id }]);
   }
 
@@ -210,14 +205,11 @@ export class RedisMailboxStore
     const { consumer, leaseUntil } = args.claimLease(consumerId, leaseMs, now, id);
     const max = args.bounded('limit', limit, args.MAX_BATCH);
     const token = claimTokenArg(claimToken);
-    const payload = await this.#run('claim', this.#claimKeys(thread), [
-      thread,
-      consumer,
-      token,
-      String(now),
-      String(leaseUntil),
-      String(max),
-    ]);
+    const payload = await this.#run(
+      'claim',
+      [],
+      [thread, consumer, token, String(now), String(leaseUntil), String(max)],
+    );
     return payload.map((pairs) => this.#decodeFlat(pairs));
   }
 
@@ -234,14 +226,11 @@ export class RedisMailboxStore
     const { consumer, leaseUntil } = args.claimLease(consumerId, leaseMs, now, id);
     const instance = id('dispatch_instance_id', dispatchInstanceId);
     const token = claimTokenArg(claimToken);
-    const payload = await this.#run('claim_and_start', this.#claimKeys(thread), [
-      thread,
-      consumer,
-      token,
-      String(now),
-      String(leaseUntil),
-      instance,
-    ]);
+    const payload = await this.#run(
+      'claim_and_start',
+      [],
+      [thread, consumer, token, String(now), String(leaseUntil), instance],
+    );
     return payload.length === 0 ? null : this.#decodeFlat(payload[0]);
   }
 
@@ -264,18 +253,6 @@ export class RedisMailboxStore
       [did, consumer, token, String(now), String(leaseUntil), instance],
     );
     return payload.length === 0 ? null : this.#decodeFlat(payload[0], did);
-  }
-
-  /** The thread keys `claim` and `claim_and_start` take (KEYS[2..6]). */
-  #claimKeys(thread: string): string[] {
-    const k = this.#keys;
-    return [
-      k.thread(thread),
-      k.ready(thread),
-      k.waiting(thread),
-      k.byStatus('Claimed', thread),
-      k.staleQueued(thread),
-    ];
   }
 
   async claimDispatch(
@@ -332,7 +309,8 @@ export class RedisMailboxStore
     result: RunDispatchResult,
     now: number,
   ): Promise<void> {
-    await this.#run('complete_and_ack', ...this.#resultCall(dispatchId, claimToken, result, now));
+    const [, resultArgs] = this.#resultCall(dispatchId, claimToken, result, now);
+    await this.#run('complete_and_ack', [], resultArgs);
   }
 
   /** Fused `completeAndAck` + `claimAndStart` (src/contract/fused.ts): one script, one round trip. */
@@ -343,12 +321,12 @@ export class RedisMailboxStore
     now: number,
     next: NextClaim,
   ): Promise<CompletedWithNext> {
-    const [keys, resultArgs] = this.#resultCall(dispatchId, claimToken, result, now);
+    const [, resultArgs] = this.#resultCall(dispatchId, claimToken, result, now);
     const claim = args.nextClaim(next, now, id);
     const nextToken = claimTokenArg(next.claimToken, 'next.claim_token');
     const payload = await this.#run(
       'complete_and_claim_next',
-      [...keys, ...this.#claimKeys(claim.threadId)],
+      [],
       [...resultArgs, claim.threadId, claim.consumer, nextToken, String(claim.leaseUntil), claim.instance],
     );
     if (payload.length === 0) return { next: null };
