@@ -299,7 +299,7 @@ export class RedisMailboxStore
     result: RunDispatchResult,
     now: number,
   ): Promise<void> {
-    await this.#run('record_run_result', ...this.#resultCall(dispatchId, claimToken, result, now));
+    await this.#run('record_run_result', [], this.#resultArgs(dispatchId, claimToken, result, now));
   }
 
   /** Fused `recordRunResult` + `ack` (src/contract/fused.ts): one script, one round trip. */
@@ -309,8 +309,7 @@ export class RedisMailboxStore
     result: RunDispatchResult,
     now: number,
   ): Promise<void> {
-    const [, resultArgs] = this.#resultCall(dispatchId, claimToken, result, now);
-    await this.#run('complete_and_ack', [], resultArgs);
+    await this.#run('complete_and_ack', [], this.#resultArgs(dispatchId, claimToken, result, now));
   }
 
   /** Fused `completeAndAck` + `claimAndStart` (src/contract/fused.ts): one script, one round trip. */
@@ -321,7 +320,7 @@ export class RedisMailboxStore
     now: number,
     next: NextClaim,
   ): Promise<CompletedWithNext> {
-    const [, resultArgs] = this.#resultCall(dispatchId, claimToken, result, now);
+    const resultArgs = this.#resultArgs(dispatchId, claimToken, result, now);
     const claim = args.nextClaim(next, now, id);
     const nextToken = claimTokenArg(next.claimToken, 'next.claim_token');
     const payload = await this.#run(
@@ -337,13 +336,8 @@ export class RedisMailboxStore
     return { next: this.#decodeFlat(payload[0]) };
   }
 
-  /** Validated keys and arguments of `record_run_result` (and `complete_and_ack`, which takes the same). */
-  #resultCall(
-    dispatchId: string,
-    claimToken: string,
-    result: RunDispatchResult,
-    now: number,
-  ): [string[], string[]] {
+  /** Validated arguments of `record_run_result` (and of `complete_and_ack`, which takes the same). */
+  #resultArgs(dispatchId: string, claimToken: string, result: RunDispatchResult, now: number): string[] {
     const did = id('dispatch_id', dispatchId);
     const token = id('claim_token', claimToken);
     const r = args.runResult(result);
@@ -353,18 +347,15 @@ export class RedisMailboxStore
     const optional = (name: string, value: string | null | undefined): string[] =>
       value == null ? ['0', ''] : ['1', wellFormed(name, value)];
     return [
-      [this.#keys.record(did)],
-      [
-        did,
-        token,
-        String(now),
-        r.run_id,
-        r.dispatch_instance_id,
-        r.status,
-        ...(r.termination ? ['1', terminationJson(r.termination)] : ['0', '']),
-        ...optional('result.response', r.response),
-        ...optional('result.error', r.error),
-      ],
+      did,
+      token,
+      String(now),
+      r.run_id,
+      r.dispatch_instance_id,
+      r.status,
+      ...(r.termination ? ['1', terminationJson(r.termination)] : ['0', '']),
+      ...optional('result.response', r.response),
+      ...optional('result.error', r.error),
     ];
   }
 
