@@ -3,6 +3,7 @@ import { connect } from '@nats-io/transport-node';
 import type { ConnectionOptions, NatsConnection } from '@nats-io/nats-core';
 import { encodeLiveRunCommand } from '../../src/contract/codec.js';
 import type { LiveRunCommand, LiveRunCommandEntry, LiveRunCommandStream } from '../../src/contract/types.js';
+import { NatsLiveChannel, type NatsLiveChannelOptions } from '../../src/live/nats-live.js';
 
 export async function connectTo(
   url: string,
@@ -84,4 +85,43 @@ export async function eventually(
     if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
     await sleep(intervalMs);
   }
+}
+
+/** Three "nodes" on their own connections to one server, each with a live channel under one prefix. */
+export interface LiveNodes {
+  producerNc: NatsConnection;
+  consumerNc: NatsConnection;
+  otherNc: NatsConnection;
+  producer: NatsLiveChannel;
+  consumer: NatsLiveChannel;
+  other: NatsLiveChannel;
+  /** Close the channels, then the connections. */
+  close(): Promise<void>;
+}
+
+export async function openLiveNodes(
+  url: string,
+  subjectPrefix: string,
+  producerOptions: Partial<NatsLiveChannelOptions> = {},
+): Promise<LiveNodes> {
+  const [producerNc, consumerNc, otherNc] = await Promise.all([
+    connectTo(url),
+    connectTo(url),
+    connectTo(url),
+  ]);
+  const producer = new NatsLiveChannel({ ...producerOptions, nc: producerNc, subjectPrefix });
+  const consumer = new NatsLiveChannel({ nc: consumerNc, subjectPrefix });
+  const other = new NatsLiveChannel({ nc: otherNc, subjectPrefix });
+  return {
+    producerNc,
+    consumerNc,
+    otherNc,
+    producer,
+    consumer,
+    other,
+    async close() {
+      await Promise.all([producer.close(), consumer.close(), other.close()]);
+      await Promise.all([producerNc.close(), consumerNc.close(), otherNc.close()]);
+    },
+  };
 }

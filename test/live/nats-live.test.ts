@@ -12,11 +12,21 @@ import { NatsLiveChannel, liveSubjectPrefix, redactCredentials } from '../../src
 import { targetLiveSubject, threadLiveSubject } from '../../src/live/subjects.js';
 import { natsUrl, testNamespace } from '../support/servers.js';
 import { ALL_VARIANTS } from './fixtures/commands.js';
-import { connectTo, eventually, nextWithin, record, sleep, wire } from './helpers.js';
+import {
+  connectTo,
+  eventually,
+  nextWithin,
+  openLiveNodes,
+  record,
+  sleep,
+  wire,
+  type LiveNodes,
+} from './helpers.js';
 
 const ns = testNamespace('live-nats');
 const prefix = liveSubjectPrefix(ns);
 let url: string;
+let nodes: LiveNodes | undefined;
 let producerNc: NatsConnection;
 let consumerNc: NatsConnection;
 let otherNc: NatsConnection;
@@ -28,15 +38,12 @@ const uid = (label: string): string => `${label}-${++counter}`;
 
 beforeAll(async () => {
   url = await natsUrl();
-  [producerNc, consumerNc, otherNc] = await Promise.all([connectTo(url), connectTo(url), connectTo(url)]);
-  producer = new NatsLiveChannel({ nc: producerNc, subjectPrefix: prefix });
-  consumer = new NatsLiveChannel({ nc: consumerNc, subjectPrefix: prefix });
-  other = new NatsLiveChannel({ nc: otherNc, subjectPrefix: prefix });
+  nodes = await openLiveNodes(url, prefix);
+  ({ producerNc, consumerNc, otherNc, producer, consumer, other } = nodes);
 });
 
 afterAll(async () => {
-  await Promise.all([producer?.close(), consumer?.close(), other?.close()]);
-  await Promise.all([producerNc?.close(), consumerNc?.close(), otherNc?.close()]);
+  await nodes?.close();
 });
 
 async function expectError(

@@ -5,7 +5,7 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { StorageError } from '../../src/contract/errors.js';
-import type { LiveDeliveryOutcome } from '../../src/contract/types.js';
+import type { LiveDeliveryOutcome, LiveRunCommandStream, LiveRunTarget } from '../../src/contract/types.js';
 import { NatsLiveChannel, liveSubjectPrefix } from '../../src/live/nats-live.js';
 import { spawnNats, type SpawnedServer } from '../support/servers.js';
 import { connectTo, eventually, record } from './helpers.js';
@@ -47,103 +47,87 @@ async function waitForStatus(nc: NatsConnection, type: string): Promise<void> {
 
 /** Deliver, mapping StorageErrors to their kind so polling loops can tell outcomes apart. */
 async function attempt(
-  ch: NatsLiveChannel,
-  thread: string,
+  deliver: () => Promise<LiveDeliveryOutcome>,
 ): Promise<LiveDeliveryOutcome | StorageError['kind']> {
   try {
-    return await ch.deliverLive(thread, 'Cancel');
+    return await deliver();
   } catch (err) {
     expect(err).toBeInstanceOf(StorageError);
     return (err as StorageError).kind;
   }
 }
 
+/** Our own server, and a consumer and a producer channel on reconnecting connections to it. */
+async function restartableChannels(consumerTimeoutMs?: number): Promise<{
+  nats: SpawnedServer;
+  consumerNc: NatsConnection;
+  consumer: NatsLiveChannel;
+  producer: NatsLiveChannel;
+}> {
+  const nats = await server();
+  const consumerNc = await connection(nats.url, true);
+  const producerNc = await connection(nats.url, true);
+  const consumer = new NatsLiveChannel({
+    nc: consumerNc,
+    subjectPrefix: prefix,
+    ...(consumerTimeoutMs === undefined ? {} : { requestTimeoutMs: consumerTimeoutMs }),
+  });
+  const producer = new NatsLiveChannel({ nc: producerNc, subjectPrefix: prefix, requestTimeoutMs: 1000 });
+  cleanup.push(
+    () => consumer.close(),
+    () => producer.close(),
+  );
+  return { nats, consumerNc, consumer, producer };
+}
+
+/**
+ * `stream` (of `target`) takes a Cancel; then the server restarts and PendingBoundaryWake is delivered until it
+ * is Delivered: the stream sees it and never ended, and nothing before it was a false Delivered.
+ */
+async function expectServedAcrossRestart(
+  nats: SpawnedServer,
+  producer: NatsLiveChannel,
+  target: LiveRunTarget,
+  stream: LiveRunCommandStream,
+): Promise<void> {
+  const rec = record(stream);
+  let ended = false;
+  void rec.ended.then(() => (ended = true));
+  expect(await producer.deliverLiveTo(target, 'Cancel')).toBe('Delivered');
+  await rec.waitFor(1);
+
+  await nats.restart();
+
+  const outcomes: string[] = [];
+  await eventually(
+    async () => {
+      const outcome = await attempt(() => producer.deliverLiveTo(target, 'PendingBoundaryWake'));
+      outcomes.push(outcome);
+      return outcome === 'Delivered';
+    },
+    20_000,
+    100,
+  );
+  const seen = await rec.waitFor(2);
+  expect(seen[0]).toBe('Cancel');
+  expect(seen.slice(1).every((c) => c === 'PendingBoundaryWake')).toBe(true);
+  expect(ended).toBe(false);
+  // Every outcome during the outage was NoSubscriber or Io, never a false Delivered before the last one.
+  expect(outcomes.slice(0, -1).every((o) => o === 'NoSubscriber' || o === 'Io')).toBe(true);
+}
+
 describe('server restart', () => {
   it('a channel opened before the restart receives again afterwards', async () => {
-    const nats = await server();
-    const consumerNc = await connection(nats.url, true);
-    const producerNc = await connection(nats.url, true);
-    const consumer = new NatsLiveChannel({ nc: consumerNc, subjectPrefix: prefix });
-    const producer = new NatsLiveChannel({ nc: producerNc, subjectPrefix: prefix, requestTimeoutMs: 1000 });
-    cleanup.push(
-      () => consumer.close(),
-      () => producer.close(),
-    );
+    const { nats, consumer, producer } = await restartableChannels();
     const target = { thread_id: 'restart-thread', run_id: 'r1', dispatch_id: 'd1' };
-    const stream = await consumer.openLiveChannelFor(target);
-    const rec = record(stream);
-    let ended = false;
-    void rec.ended.then(() => (ended = true));
-    expect(await producer.deliverLiveTo(target, 'Cancel')).toBe('Delivered');
-    await rec.waitFor(1);
-
-    await nats.restart();
-
-    const outcomes: string[] = [];
-    await eventually(
-      async () => {
-        let outcome: string;
-        try {
-          outcome = await producer.deliverLiveTo(target, 'PendingBoundaryWake');
-        } catch (err) {
-          expect(err).toBeInstanceOf(StorageError);
-          outcome = (err as StorageError).kind;
-        }
-        outcomes.push(outcome);
-        return outcome === 'Delivered';
-      },
-      20_000,
-      100,
-    );
-    const seen = await rec.waitFor(2);
-    expect(seen[0]).toBe('Cancel');
-    expect(seen.slice(1).every((c) => c === 'PendingBoundaryWake')).toBe(true);
-    expect(ended).toBe(false);
-    // Every outcome during the outage was NoSubscriber or Io, never a false Delivered before the last one.
-    expect(outcomes.slice(0, -1).every((o) => o === 'NoSubscriber' || o === 'Io')).toBe(true);
+    await expectServedAcrossRestart(nats, producer, target, await consumer.openLiveChannelFor(target));
   });
 
   it('a thread subscription opened before the restart serves its runs again afterwards', async () => {
-    const nats = await server();
-    const consumerNc = await connection(nats.url, true);
-    const producerNc = await connection(nats.url, true);
-    const consumer = new NatsLiveChannel({ nc: consumerNc, subjectPrefix: prefix });
-    const producer = new NatsLiveChannel({ nc: producerNc, subjectPrefix: prefix, requestTimeoutMs: 1000 });
-    cleanup.push(
-      () => consumer.close(),
-      () => producer.close(),
-    );
+    const { nats, consumer, producer } = await restartableChannels();
     const runs = await consumer.openThreadRuns('restart-runs', () => true);
     const first = { thread_id: 'restart-runs', run_id: 'r1', dispatch_id: 'd1' };
-    const rec = record(runs.openRun(first)!);
-    let ended = false;
-    void rec.ended.then(() => (ended = true));
-    expect(await producer.deliverLiveTo(first, 'Cancel')).toBe('Delivered');
-    await rec.waitFor(1);
-
-    await nats.restart();
-
-    const outcomes: string[] = [];
-    await eventually(
-      async () => {
-        let outcome: string;
-        try {
-          outcome = await producer.deliverLiveTo(first, 'PendingBoundaryWake');
-        } catch (err) {
-          expect(err).toBeInstanceOf(StorageError);
-          outcome = (err as StorageError).kind;
-        }
-        outcomes.push(outcome);
-        return outcome === 'Delivered';
-      },
-      20_000,
-      100,
-    );
-    const seen = await rec.waitFor(2);
-    expect(seen[0]).toBe('Cancel');
-    expect(seen.slice(1).every((c) => c === 'PendingBoundaryWake')).toBe(true);
-    expect(ended).toBe(false);
-    expect(outcomes.slice(0, -1).every((o) => o === 'NoSubscriber' || o === 'Io')).toBe(true);
+    await expectServedAcrossRestart(nats, producer, first, runs.openRun(first)!);
     // The next run of the thread is served from the same (re-established) subscription.
     const second = { thread_id: 'restart-runs', run_id: 'r2', dispatch_id: 'd2' };
     const next = runs.openRun(second);
@@ -154,22 +138,18 @@ describe('server restart', () => {
   });
 
   it('a channel opened while the server is down subscribes once it is back', async () => {
-    const nats = await server();
-    const consumerNc = await connection(nats.url, true);
-    const producerNc = await connection(nats.url, true);
-    const consumer = new NatsLiveChannel({ nc: consumerNc, subjectPrefix: prefix, requestTimeoutMs: 500 });
-    const producer = new NatsLiveChannel({ nc: producerNc, subjectPrefix: prefix, requestTimeoutMs: 1000 });
-    cleanup.push(
-      () => consumer.close(),
-      () => producer.close(),
-    );
+    const { nats, consumerNc, consumer, producer } = await restartableChannels(500);
     const disconnected = waitForStatus(consumerNc, 'disconnect');
     nats.signal('SIGKILL');
     await disconnected;
     const stream = await consumer.openLiveChannel('opened-while-down');
     const rec = record(stream);
     await nats.restart();
-    await eventually(async () => (await attempt(producer, 'opened-while-down')) === 'Delivered', 20_000, 100);
+    await eventually(
+      async () => (await attempt(() => producer.deliverLive('opened-while-down', 'Cancel'))) === 'Delivered',
+      20_000,
+      100,
+    );
     await rec.waitFor(1);
   });
 });

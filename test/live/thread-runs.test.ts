@@ -4,20 +4,17 @@
  * exactly what a per-run subscription gives it (Delivered when the run acks, NoSubscriber otherwise), and
  * never a wrong answer for a run another node executes.
  */
-import type { NatsConnection } from '@nats-io/nats-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LiveRunCommand, LiveRunTarget } from '../../src/contract/types.js';
 import { NatsLiveChannel, liveSubjectPrefix } from '../../src/live/nats-live.js';
 import { natsUrl, testNamespace } from '../support/servers.js';
-import { connectTo, nextWithin, record, wire } from './helpers.js';
+import { connectTo, nextWithin, openLiveNodes, record, wire, type LiveNodes } from './helpers.js';
 
 const ns = testNamespace('live-thread-runs');
 const prefix = liveSubjectPrefix(ns);
 /** Long enough that a timeout can never pass for an immediate answer. */
 const REQUEST_TIMEOUT_MS = 3000;
-let producerNc: NatsConnection;
-let consumerNc: NatsConnection;
-let otherNc: NatsConnection;
+let nodes: LiveNodes | undefined;
 let producer: NatsLiveChannel;
 let consumer: NatsLiveChannel;
 let other: NatsLiveChannel;
@@ -25,20 +22,12 @@ let counter = 0;
 const uid = (label: string): string => `${label}-${++counter}`;
 
 beforeAll(async () => {
-  const url = await natsUrl();
-  [producerNc, consumerNc, otherNc] = await Promise.all([connectTo(url), connectTo(url), connectTo(url)]);
-  producer = new NatsLiveChannel({
-    nc: producerNc,
-    subjectPrefix: prefix,
-    requestTimeoutMs: REQUEST_TIMEOUT_MS,
-  });
-  consumer = new NatsLiveChannel({ nc: consumerNc, subjectPrefix: prefix });
-  other = new NatsLiveChannel({ nc: otherNc, subjectPrefix: prefix });
+  nodes = await openLiveNodes(await natsUrl(), prefix, { requestTimeoutMs: REQUEST_TIMEOUT_MS });
+  ({ producer, consumer, other } = nodes);
 });
 
 afterAll(async () => {
-  await Promise.all([producer?.close(), consumer?.close(), other?.close()]);
-  await Promise.all([producerNc?.close(), consumerNc?.close(), otherNc?.close()]);
+  await nodes?.close();
 });
 
 const text = (t: string): LiveRunCommand => ({
@@ -51,11 +40,11 @@ const target = (thread: string, n: number): LiveRunTarget => ({
   dispatch_id: `d-${n}`,
 });
 
-/** Deliver and time it: an immediate answer comes back far below the request timeout. */
-async function timedDeliver(t: LiveRunTarget, cmd: LiveRunCommand): Promise<{ outcome: string; ms: number }> {
+/** A Cancel to `t` is NoSubscriber, answered at once: far below the request timeout a silent subscriber costs. */
+async function expectNoSubscriberAtOnce(t: LiveRunTarget): Promise<void> {
   const start = performance.now();
-  const outcome = await producer.deliverLiveTo(t, cmd);
-  return { outcome, ms: performance.now() - start };
+  expect(await producer.deliverLiveTo(t, 'Cancel')).toBe('NoSubscriber');
+  expect(performance.now() - start).toBeLessThan(REQUEST_TIMEOUT_MS / 2);
 }
 
 describe('one subscription for the runs of a thread', () => {
@@ -81,15 +70,9 @@ describe('one subscription for the runs of a thread', () => {
     const current = runs.openRun(target(thread, 2))!;
     const rec = record(current);
     // The run before (already over) and a run not started: nobody executes them.
-    for (const n of [1, 3]) {
-      const { outcome, ms } = await timedDeliver(target(thread, n), 'Cancel');
-      expect(outcome).toBe('NoSubscriber');
-      expect(ms).toBeLessThan(REQUEST_TIMEOUT_MS / 2);
-    }
+    for (const n of [1, 3]) await expectNoSubscriberAtOnce(target(thread, n));
     // A target without dispatch id is not the run's exact subject either.
-    const runOnly = await timedDeliver({ thread_id: thread, run_id: 'run-2', dispatch_id: null }, 'Cancel');
-    expect(runOnly.outcome).toBe('NoSubscriber');
-    expect(runOnly.ms).toBeLessThan(REQUEST_TIMEOUT_MS / 2);
+    await expectNoSubscriberAtOnce({ thread_id: thread, run_id: 'run-2', dispatch_id: null });
     expect(rec.seen).toEqual([]);
     await current.close();
     await runs.close();
@@ -115,9 +98,7 @@ describe('one subscription for the runs of a thread', () => {
     const runs = await consumer.openThreadRuns(thread, () => true);
     const stream = runs.openRun(target(thread, 1))!;
     expect(await producer.deliverLive(thread, 'Cancel')).toBe('NoSubscriber');
-    const foreign = await timedDeliver(target(uid('t-foreign'), 1), 'Cancel');
-    expect(foreign.outcome).toBe('NoSubscriber');
-    expect(foreign.ms).toBeLessThan(REQUEST_TIMEOUT_MS / 2);
+    await expectNoSubscriberAtOnce(target(uid('t-foreign'), 1));
     expect(await nextWithin(stream, 50)).toBeNull();
     await stream.close();
     await runs.close();
@@ -167,9 +148,7 @@ describe('one subscription for the runs of a thread', () => {
     await rec.ended;
     expect(runs.openRun(target(thread, 2))).toBeNull();
     // No subscription lingers: the server answers no responders at once.
-    const after = await timedDeliver(target(thread, 1), 'Cancel');
-    expect(after.outcome).toBe('NoSubscriber');
-    expect(after.ms).toBeLessThan(REQUEST_TIMEOUT_MS / 2);
+    await expectNoSubscriberAtOnce(target(thread, 1));
     await runs.close();
   });
 
