@@ -16,7 +16,7 @@ import type { Msg, Subscription } from '@nats-io/nats-core';
 import type { LiveRunCommandStream, LiveRunTarget } from '../contract/types.js';
 import type { Logger } from '../util/logger.js';
 import type { ThreadRunsLive } from './channel.js';
-import { NatsLiveReceipt, NatsLiveStream } from './nats-live.js';
+import { NatsLiveReceipt, NatsLiveStream, redactCredentials } from './nats-live.js';
 import { targetLiveSubject, threadLiveSubject } from './subjects.js';
 
 export interface NatsThreadRunsOptions {
@@ -81,7 +81,7 @@ export class NatsThreadRuns implements ThreadRunsLive {
     if (err) {
       this.#o.logger.warn?.('live subscription error', {
         subject: `${this.#runsPrefix}>`,
-        error: err.message,
+        error: redactCredentials(err.message),
       });
       return;
     }

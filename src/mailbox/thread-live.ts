@@ -48,7 +48,7 @@ export class RunLiveChannels {
     const runs = this.#threads.get(threadId);
     if (runs === undefined) return;
     this.#threads.delete(threadId);
-    void runs.then((r) => r?.close()).catch((err: unknown) => this.#closeFailed(err));
+    void this.#close(runs);
   }
 
   /** Unsubscribe from every thread `busy` does not name (stop: runs that outlive it keep theirs). */
@@ -57,7 +57,7 @@ export class RunLiveChannels {
     for (const [threadId, runs] of this.#threads) {
       if (busy(threadId)) continue;
       this.#threads.delete(threadId);
-      closing.push(runs.then((r) => r?.close()).catch((err: unknown) => this.#closeFailed(err)));
+      closing.push(this.#close(runs));
     }
     await Promise.all(closing);
   }
@@ -81,7 +81,11 @@ export class RunLiveChannels {
     return runs;
   }
 
-  #closeFailed(err: unknown): void {
-    this.#logger.warn?.('closing a thread live subscription failed', { error: errorMessage(err) });
+  async #close(runs: Promise<ThreadRunsLive | null>): Promise<void> {
+    try {
+      await (await runs)?.close();
+    } catch (err) {
+      this.#logger.warn?.('closing a thread live subscription failed', { error: errorMessage(err) });
+    }
   }
 }
