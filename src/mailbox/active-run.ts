@@ -33,6 +33,11 @@ export class ActiveRun {
   phase: RunPhase = 'starting';
   /** The lease could not be proven (lost, or renewals failed past the deadline): write nothing more. */
   leaseLost = false;
+  /**
+   * The completion's chained claim (`completeAndClaimNext`) ran and found nothing to claim on the thread: the
+   * thread needs no further claim after this run unless new work was signalled since (see ThreadWorker).
+   */
+  chainedClaimFoundNothing = false;
   /** Resolves when the execution (including its store writes) is over. Set by the launcher. */
   finished: Promise<void> = Promise.resolve();
 

@@ -412,6 +412,7 @@ async function completeFused(
         });
       }
       chained = startedClaim(done.next, next.dispatchInstanceId);
+      if (done.claimError === undefined && done.next === null) run.chainedClaimFoundNothing = true;
     }
     deps.emit(settlement.event, tx.resultAcked(started, result, now));
     return chained;

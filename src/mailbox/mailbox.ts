@@ -177,16 +177,18 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
       },
       scheduleWake: (threadId, at) => this.#scheduleWake(threadId, at),
       // Not while stopping, and not while other threads wait for a run slot (they get this one next).
-      nextClaim: (threadId) =>
-        this.#closing || this.#slots.contended
-          ? null
-          : {
-              threadId,
-              consumerId: this.consumerId,
-              leaseMs: this.config.leaseMs,
-              dispatchInstanceId: uuidv7(),
-              claimToken: this.#mintToken(),
-            },
+      nextClaim: (threadId) => {
+        if (this.#closing || this.#slots.contended) return null;
+        const worker = this.#workers.get(threadId);
+        if (worker) worker.wakesAtChainedClaim = worker.busyWakes;
+        return {
+          threadId,
+          consumerId: this.consumerId,
+          leaseMs: this.config.leaseMs,
+          dispatchInstanceId: uuidv7(),
+          claimToken: this.#mintToken(),
+        };
+      },
       releaseLostClaim: (ref, token) => this.#releaseLostClaim(ref, token),
       openLive: (target) => this.#live.open(target),
     };
@@ -323,10 +325,9 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
     );
     this.#recent.remember(r.runId, { dispatchId: r.dispatchId, threadId: r.threadId });
     let status: SubmitResult['status'] = 'Queued';
-    if (this.#workers.isIdle(r.threadId)) {
-      const result = await this.#tryDispatchNext(r.threadId);
-      if (result.kind === 'Claimed' && result.dispatch.dispatch_id === r.dispatchId) status = 'Running';
-    }
+    // A busy worker answers at once and looks again when its run ends.
+    const result = await this.#tryDispatchNext(r.threadId);
+    if (result.kind === 'Claimed' && result.dispatch.dispatch_id === r.dispatchId) status = 'Running';
     return { dispatchId: r.dispatchId, runId: r.runId, status };
   }
 
@@ -402,7 +403,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
     const store = this.#store;
     if (!isDeadLetterStore(store)) throw StorageError.validation('the store has no dead-letter operations');
     const requeued = await store.requeueDeadLetter(dispatchId, Date.now(), options);
-    if (this.#workers.isIdle(requeued.thread_id)) this.#kick(requeued.thread_id);
+    this.#kick(requeued.thread_id);
     return requeued;
   }
 
@@ -545,6 +546,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
     const worker = this.#workers.ensure(threadId);
     if (worker.run || worker.claiming > 0) {
       worker.recheck = true;
+      worker.busyWakes++;
       return { kind: 'Busy' };
     }
     if (!this.#slots.tryTake()) {
@@ -759,9 +761,21 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
       void this.#track(handBack(this.#deps, stray, 'the thread already runs on this node'));
     }
     this.#giveSlot();
+    const threadId = run.dispatch.thread_id;
     // Stopping: no kick follows to release the thread's live subscription.
-    if (this.#closing && worker.run === null) this.#live.release(run.dispatch.thread_id);
-    this.#kick(run.dispatch.thread_id);
+    if (this.#closing && worker.run === null) this.#live.release(threadId);
+    if (
+      run.chainedClaimFoundNothing &&
+      worker.busyWakes === worker.wakesAtChainedClaim &&
+      worker.run === null &&
+      worker.claiming === 0
+    ) {
+      // The completion's own claim found the thread empty, and nothing was signalled here since it was sent:
+      // another claim now could only find what that one did. Work enqueued after it carries its own wake-up.
+      this.#live.release(threadId);
+      return;
+    }
+    this.#kick(threadId);
   }
 
   async #interruptForSubmit(threadId: string): Promise<void> {
@@ -872,7 +886,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
     }
     this.#recent.remember(delivery.runId, { dispatchId, threadId });
     this.#emit('messagesQueued', delivery);
-    if (this.#workers.isIdle(threadId)) this.#kick(threadId);
+    this.#kick(threadId);
   }
 
   /** One signal entry: try its thread, then ack, nack, or nack with a capped-backoff delay by the outcome. */

@@ -2,6 +2,9 @@
  * Per-thread worker state on this node: one run at a time per thread. A worker is Idle,
  * Claiming (a claim call is in flight) or Running (an `ActiveRun`). `recheck` remembers that work was signalled
  * while the worker was busy, so an in-flight claim that found nothing looks once more instead of stranding it.
+ * `busyWakes` counts those signals; `wakesAtChainedClaim` is its value when a run's completion sent its
+ * chained claim of the thread's next dispatch. When that claim found nothing and the count has not moved since,
+ * everything signalled before it was already looked at by it, so the run ends without another claim.
  */
 import type { ActiveRun } from './active-run.js';
 
@@ -10,6 +13,8 @@ export interface ThreadWorker {
   claiming: number;
   run: ActiveRun | null;
   recheck: boolean;
+  busyWakes: number;
+  wakesAtChainedClaim: number;
   wakeAt: number | null;
   wakeTimer: NodeJS.Timeout | null;
 }
@@ -35,7 +40,16 @@ export class ThreadWorkers {
   ensure(threadId: string): ThreadWorker {
     let w = this.#workers.get(threadId);
     if (!w) {
-      w = { threadId, claiming: 0, run: null, recheck: false, wakeAt: null, wakeTimer: null };
+      w = {
+        threadId,
+        claiming: 0,
+        run: null,
+        recheck: false,
+        busyWakes: 0,
+        wakesAtChainedClaim: -1,
+        wakeAt: null,
+        wakeTimer: null,
+      };
       this.#workers.set(threadId, w);
     }
     return w;
