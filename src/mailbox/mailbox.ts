@@ -556,6 +556,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
     }
     let slotHeld = true;
     worker.claiming++;
+    this.#live.prepare(threadId);
     try {
       for (let round = 0; round < 2; round++) {
         worker.recheck = false;

@@ -43,6 +43,16 @@ export class RunLiveChannels {
     return store.openLiveChannelFor(target);
   }
 
+  /**
+   * A claim of the thread is about to be sent: start subscribing to its runs now, so that the subscription's
+   * round trip (the run waits for it before it starts) overlaps the claim's instead of following it. When the
+   * claim finds nothing, `release` drops it as usual.
+   */
+  prepare(threadId: string): void {
+    const store = this.#store;
+    if (hasThreadRuns(store)) void this.#threadRuns(store, threadId);
+  }
+
   /** This node runs nothing of `threadId` any more: unsubscribe from its runs. */
   release(threadId: string): void {
     const runs = this.#threads.get(threadId);
@@ -65,20 +75,27 @@ export class RunLiveChannels {
   #threadRuns(store: ThreadRunsStore, threadId: string): Promise<ThreadRunsLive | null> {
     let runs = this.#threads.get(threadId);
     if (runs === undefined) {
-      runs = store
-        .openThreadRuns(threadId, () => this.#holdsThread(threadId))
-        .catch((err: unknown) => {
-          // The run's own channel is tried next (and warns if it fails too); the next run tries again.
-          this.#logger.debug?.('opening the thread live subscription failed', {
-            threadId,
-            error: errorMessage(err),
-          });
-          if (this.#threads.get(threadId) === runs) this.#threads.delete(threadId);
-          return null;
+      runs = this.#subscribe(store, threadId).catch((err: unknown) => {
+        // The run's own channel is tried next (and warns if it fails too); the next run tries again.
+        this.#logger.debug?.('opening the thread live subscription failed', {
+          threadId,
+          error: errorMessage(err),
         });
+        if (this.#threads.get(threadId) === runs) this.#threads.delete(threadId);
+        return null;
+      });
       this.#threads.set(threadId, runs);
     }
     return runs;
+  }
+
+  /** Sent at once; a store that throws instead of rejecting fails the same way (never the claim beside it). */
+  #subscribe(store: ThreadRunsStore, threadId: string): Promise<ThreadRunsLive | null> {
+    try {
+      return Promise.resolve(store.openThreadRuns(threadId, () => this.#holdsThread(threadId)));
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
   }
 
   async #close(runs: Promise<ThreadRunsLive | null>): Promise<void> {
