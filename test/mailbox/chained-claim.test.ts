@@ -5,10 +5,10 @@
  * through the Mailbox's own wake-ups: what these tests see is that bookkeeping and nothing else.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import type { MailboxStore } from '../../src/contract/store.js';
 import { Mailbox } from '../../src/mailbox/index.js';
 import type { Executor } from '../../src/mailbox/index.js';
 import { MemoryMailboxStore } from '../../src/memory/index.js';
+import { loadStatus } from './harness.js';
 import { eventually } from './wait.js';
 
 const HOUR = 3_600_000;
@@ -39,10 +39,6 @@ function countClaims(store: MemoryMailboxStore): Map<string, number> {
   return claims;
 }
 
-async function statusOf(store: MailboxStore, dispatchId: string): Promise<string | undefined> {
-  return (await store.loadDispatch(dispatchId))?.status;
-}
-
 describe('after a run whose chained claim found its thread empty', () => {
   const mailboxes: Mailbox[] = [];
   afterEach(async () => {
@@ -68,7 +64,7 @@ describe('after a run whose chained claim found its thread empty', () => {
     await mailbox.start();
     for (let i = 0; i < 3; i++) {
       const { dispatchId } = await mailbox.submitBackground({ threadId: 'drained', runId: `run-${i}` });
-      await eventually(`run-${i} acked`, async () => (await statusOf(store, dispatchId)) === 'Acked');
+      await loadStatus(store, dispatchId, 'Acked');
       // The run is gone from the node once its end is handled (a follow-up claim would be sent by then).
       await eventually('no active run', () => mailbox.activeRuns === 0);
     }
@@ -96,16 +92,12 @@ describe('after a run whose chained claim found its thread empty', () => {
     await mailbox.start();
     const first = await mailbox.submitBackground({ threadId: 'busy', runId: 'first' });
     await committed.wait();
-    expect(await statusOf(store, first.dispatchId)).toBe('Acked');
+    expect((await store.loadDispatch(first.dispatchId))?.status).toBe('Acked');
     // The run is still on the node: the new dispatch queues and the worker notes it.
     const second = await mailbox.submitBackground({ threadId: 'busy', runId: 'second' });
     expect(second.status).toBe('Queued');
     answerHeld.open();
-    await eventually(
-      'the second run acked',
-      async () => (await statusOf(store, second.dispatchId)) === 'Acked',
-      5_000,
-    );
+    await loadStatus(store, second.dispatchId, 'Acked', 5_000);
     // One claim for each submit (the second found the thread busy and did not reach the store) and the one
     // after the first run that took the second dispatch.
     expect(claims.get('busy')).toBe(2);

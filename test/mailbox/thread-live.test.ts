@@ -10,6 +10,7 @@ import { queuedDispatch } from '../../src/contract/helpers.js';
 import type { ThreadRunsLive } from '../../src/live/channel.js';
 import { Mailbox } from '../../src/mailbox/index.js';
 import { MemoryMailboxStore } from '../../src/memory/index.js';
+import { loadStatus } from './harness.js';
 import { eventually } from './wait.js';
 
 const HOUR = 3_600_000;
@@ -69,7 +70,7 @@ describe('the thread subscription of a claim', () => {
     const mailbox = open(store);
     await mailbox.start();
     const { dispatchId } = await mailbox.submitBackground({ threadId: 'busy', runId: 'r1' });
-    await eventually('acked', async () => (await store.loadDispatch(dispatchId))?.status === 'Acked');
+    await loadStatus(store, dispatchId, 'Acked');
     // The completion found the thread empty: the subscription goes with the run.
     await eventually('released', () => count(subs.closed, 'busy') === 1);
     expect(seenAtClaim).toEqual([1]);
