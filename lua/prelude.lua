@@ -391,9 +391,12 @@ local function check_record_count(t, n)
   if not is_counter(n) then raise('Serialization', "thread '" .. t .. "': record count n is not an integer") end
 end
 
--- Apply field updates (value false = clear the field) to the record table and its hash.
+-- Apply field updates (value false = clear the field) to the record table and its hash. The argument lists
+-- are built in two tables kept for the library's life (`unpack` takes their first n entries): new tables
+-- grown entry by entry cost Redis more than the HSET itself (callgrind).
+local HSET_ARGS, HDEL_ARGS = {}, {}
 local function write(r, updates)
-  local hset, hdel, ns, nd = {}, {}, 0, 0
+  local hset, hdel, ns, nd = HSET_ARGS, HDEL_ARGS, 0, 0
   for f, v in pairs(updates) do
     if v == false then
       -- Only fields the record has: an HDEL of absent fields would be a wasted call on the hot path.
@@ -561,10 +564,16 @@ local function start_updates(instance, now_s)
   }
 end
 
+-- One constructor each, so the table is sized once (a table grown key by key is rehashed as it grows).
 local function claim_updates(consumer, token, now_s, lease_s, instance)
-  local u = instance and start_updates(instance, now_s) or {}
-  u.status, u.claim_token, u.claimed_by, u.lease_until, u.updated_at = 'Claimed', token, consumer, lease_s, now_s
-  return u
+  if instance then
+    return {
+      status = 'Claimed', claim_token = token, claimed_by = consumer, lease_until = lease_s, updated_at = now_s,
+      dispatch_instance_id = instance, run_status = 'running', termination = false, run_response = false,
+      run_error = false, completed_at = false,
+    }
+  end
+  return { status = 'Claimed', claim_token = token, claimed_by = consumer, lease_until = lease_s, updated_at = now_s }
 end
 
 -- claim of up to `limit` dispatches of thread `t`; `keys` = the thread's ready,
@@ -661,23 +670,28 @@ local function claim_and_start_thread(t, consumer, token, now_s, lease_s, instan
   return claim_thread(t, consumer, token, now_s, lease_s, 1, keys, instance)[1]
 end
 
--- The checked record and the fields record_run_result writes; nothing is written yet.
-local function result_updates(id, token, now_s, first)
+-- The checked record and the fields record_run_result writes; nothing is written yet. With `ack`, also the
+-- fields of the ack that follows it (complete_and_ack), in the same table: the constructor reserves their
+-- slots (a key set to nil stays in the table), so setting them does not grow it.
+local function result_updates(id, token, now_s, first, ack)
   local r = owner_guard(id, token, now_s, REASON_BEFORE_RESULT, true)
   local run_id = arg(first)
   if run_id ~= r.run_id then
     raise('Validation', "dispatch '" .. id .. "' result run_id '" .. run_id .. "' does not match '" .. r.run_id .. "'")
   end
   local a = first + 3 -- ARGV index of arg(first)
-  return r, {
+  local u = {
     dispatch_instance_id = ARGV[a + 1], run_status = ARGV[a + 2],
     termination = ARGV[a + 3] == '1' and ARGV[a + 4], run_response = ARGV[a + 5] == '1' and ARGV[a + 6],
     run_error = ARGV[a + 7] == '1' and ARGV[a + 8], completed_at = now_s, updated_at = now_s,
+    status = nil, claim_token = nil, claimed_by = nil, lease_until = nil,
   }
+  if ack then u.status, u.claim_token, u.claimed_by, u.lease_until = 'Acked', false, false, false end
+  return r, u
 end
 
 local function record_result(id, token, now_s, first)
-  local r, u = result_updates(id, token, now_s, first)
+  local r, u = result_updates(id, token, now_s, first, false)
   write(r, u)
   return r
 end
@@ -692,9 +706,8 @@ end
 -- recorded with the same token always passes its owner guard (the record is still Claimed by that token
 -- at the epoch the result's guard just checked).
 local function complete_and_ack(id, token, now_s, first)
-  local r, u = result_updates(id, token, now_s, first)
-  u.status = 'Acked'
-  transition(r, cleared(u, CLAIM_FIELDS), tonumber(now_s))
+  local r, u = result_updates(id, token, now_s, first, true)
+  transition(r, u, tonumber(now_s))
   return r
 end
 

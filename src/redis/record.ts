@@ -188,7 +188,10 @@ export function decodeRecordWithSchema(id: string, fields: Readonly<Record<strin
   }
 }
 
-/** Field/value pairs for `enqueue.lua` (status and dispatch_epoch are set by the script). */
+/**
+ * Field/value pairs for `enqueue.lua` (status and dispatch_epoch are set by the script). The script reads the
+ * nine required fields by position, so their order here is fixed; the optional ones follow.
+ */
 export function enqueueFields(d: RunDispatch): string[] {
   const out = [
     'dispatch_id',
