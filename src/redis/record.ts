@@ -189,28 +189,21 @@ export function decodeRecordWithSchema(id: string, fields: Readonly<Record<strin
 }
 
 /**
- * Field/value pairs for `enqueue.lua` (status and dispatch_epoch are set by the script). The script reads the
- * nine required fields by position, so their order here is fixed; the optional ones follow.
+ * The arguments of `enqueue.lua`: the values of the nine required fields in a fixed order (dispatch_id,
+ * thread_id, run_id, priority, available_at, attempt_count, max_attempts, created_at, updated_at; the script
+ * supplies their names), then field/value pairs for dedupe_key and last_error when not null. Status and
+ * dispatch_epoch are set by the script.
  */
-export function enqueueFields(d: RunDispatch): string[] {
+export function enqueueArgs(d: RunDispatch): string[] {
   const out = [
-    'dispatch_id',
     d.dispatch_id,
-    'thread_id',
     d.thread_id,
-    'run_id',
     d.run_id,
-    'priority',
     String(d.priority),
-    'available_at',
     String(d.available_at),
-    'attempt_count',
     String(d.attempt_count),
-    'max_attempts',
     String(d.max_attempts),
-    'created_at',
     String(d.created_at),
-    'updated_at',
     String(d.updated_at),
   ];
   if (d.dedupe_key !== null) out.push('dedupe_key', d.dedupe_key);

@@ -54,7 +54,7 @@ import { redisIoError, toIoError } from './errors.js';
 import type { RedisKeys } from './keys.js';
 import type { SignalsMode } from './options.js';
 import {
-  enqueueFields,
+  enqueueArgs,
   pairsToObject,
   recordFromHash,
   SIGNAL_TARGET_FIELDS,
@@ -189,7 +189,7 @@ export class RedisMailboxStore
       const value = d[field];
       if (value !== null) wellFormed(field, value);
     }
-    await this.#run('enqueue', [], enqueueFields(d));
+    await this.#run('enqueue', [], enqueueArgs(d));
     await this.#published([{ thread_id: d.thread_id, dispatch_id: d.dispatch_id }]);
   }
 
