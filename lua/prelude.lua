@@ -194,39 +194,39 @@ end
 local function is_int(v)
   if type(v) ~= 'string' then return false end
   local n = #v
-  -- Anchored, so one pass over the digits (an unanchored '%D' search restarts at every byte).
-  if n == 0 or n > 16 or not string.find(v, '^%d+$') then return false end
+  -- Anchored, so one pass over the digits (an unanchored search restarts at every byte); a range class is
+  -- cheaper for Lua's matcher than %d.
+  if n == 0 or n > 16 or not string.find(v, '^[0-9]+$') then return false end
   return n < 16 or tonumber(v) <= MAX_SAFE
 end
 
--- n -> '^%d+ %d+ ... %d+$' with n runs of digits (see `ints_ok`). Literal: a Functions library runs its
--- top level without the standard libraries.
-local INTS_PATTERN = {
-  [7] = '^%d+ %d+ %d+ %d+ %d+ %d+ %d+$',
-  [8] = '^%d+ %d+ %d+ %d+ %d+ %d+ %d+ %d+$',
-  [9] = '^%d+ %d+ %d+ %d+ %d+ %d+ %d+ %d+ %d+$',
-}
-
 -- Whether every integer field of r (the seven required ones, lease_until and completed_at when present) is
--- a run of fewer than 16 digits, tested with ONE pattern over the fields joined by spaces: a space or any
--- other non-digit byte in a value, or an empty value, breaks the match. `check` answers false by testing
--- the fields one by one (the first bad field names the error; 16 digits can still be safe).
+-- a run of 1 to 15 digits: the lengths are checked one by one, the digits with ONE pattern over the fields
+-- joined without separators (only digits joined give only digits). One class repeated is the cheapest match
+-- for Lua's matcher: half the time of a pattern with a digit run per field (measured in Redis' Lua).
+-- `check` answers false by testing the fields one by one (the first bad field names the error; 16 digits
+-- can still be safe).
 local function ints_ok(r)
   local p, e, a, c, m, cr, u = r.priority, r.dispatch_epoch, r.available_at, r.attempt_count, r.max_attempts,
     r.created_at, r.updated_at
   if not (p and e and a and c and m and cr and u) then return false end
-  if #p > 15 or #e > 15 or #a > 15 or #c > 15 or #m > 15 or #cr > 15 or #u > 15 then return false end
-  local s, n = p .. ' ' .. e .. ' ' .. a .. ' ' .. c .. ' ' .. m .. ' ' .. cr .. ' ' .. u, 7
+  local np, ne, na, nc, nm, ncr, nu = #p, #e, #a, #c, #m, #cr, #u
+  if np == 0 or ne == 0 or na == 0 or nc == 0 or nm == 0 or ncr == 0 or nu == 0 then return false end
+  if np > 15 or ne > 15 or na > 15 or nc > 15 or nm > 15 or ncr > 15 or nu > 15 then return false end
   local l, d = r.lease_until, r.completed_at
-  if l then
-    if #l > 15 then return false end
-    s, n = s .. ' ' .. l, n + 1
+  if l and (#l == 0 or #l > 15) then return false end
+  if d and (#d == 0 or #d > 15) then return false end
+  local s
+  if l and d then
+    s = p .. e .. a .. c .. m .. cr .. u .. l .. d
+  elseif l then
+    s = p .. e .. a .. c .. m .. cr .. u .. l
+  elseif d then
+    s = p .. e .. a .. c .. m .. cr .. u .. d
+  else
+    s = p .. e .. a .. c .. m .. cr .. u
   end
-  if d then
-    if #d > 15 then return false end
-    s, n = s .. ' ' .. d, n + 1
-  end
-  return string.find(s, INTS_PATTERN[n]) ~= nil
+  return string.find(s, '^[0-9]+$') ~= nil
 end
 
 local function blank(v)
@@ -258,15 +258,31 @@ local function flat(r)
   return out
 end
 
+-- The fields of a record (`load` and the codec know no others).
+local RECORD_FIELDS = {
+  'status', 'dispatch_epoch', 'dispatch_id', 'thread_id', 'run_id', 'priority', 'available_at', 'attempt_count',
+  'max_attempts', 'created_at', 'updated_at', 'lease_until', 'completed_at', 'claim_token', 'claimed_by',
+  'dispatch_instance_id', 'run_status', 'termination', 'run_response', 'run_error', 'last_error', 'dedupe_key',
+}
+
 -- A record for a reply: its pairs joined by NUL bytes into one string, which costs the client far less
 -- to decode than a list of ~40 entries. A record with a NUL byte in a name or value (an error text or a
--- response may hold one) is answered as the list, so the client's split is exact.
+-- response may hold one) is answered as the list, so the client's split is exact. The pairs are read by
+-- name from RECORD_FIELDS (a field the codec does not know is left out: it would ignore it) and gathered
+-- in a list kept for the library's life (`table.concat` takes its first n entries): `pairs` calls `next`
+-- once per field, and that made packing a record ~4.5 µs in Redis' Lua.
+local PACK_ARGS = {}
 local function packed(r)
-  local out = flat(r)
+  local out, n = PACK_ARGS, 0
+  for i = 1, #RECORD_FIELDS do
+    local f = RECORD_FIELDS[i]
+    local v = r[f]
+    if v ~= nil then out[n + 1], out[n + 2], n = f, v, n + 2 end
+  end
   -- One plain search of the joined entries (memchr) costs far less than counting the NULs of the packed
   -- string with a pattern (measured: ~6 % of a chained completion's instructions in Redis).
-  if string.find(table.concat(out), '\0', 1, true) then return out end
-  return table.concat(out, '\0')
+  if string.find(table.concat(out, '', 1, n), '\0', 1, true) then return { unpack(out, 1, n) } end
+  return table.concat(out, '\0', 1, n)
 end
 
 -- The integer fields of a record, in the order `check` tests them; the last two are optional.
