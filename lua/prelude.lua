@@ -474,8 +474,10 @@ local function enter(r, now)
     else
       redis.call('ZADD', k_waiting(t), r.available_at, okey)
     end
-    -- Members only (readers ignore scores): a ZADD of a present member is cheaper than counting.
-    redis.call('ZADD', K_QTHREADS, '0', t)
+    -- Members only (readers ignore scores). A thread is listed while its Queued set is not empty (`leave`
+    -- drops it when the set empties), so only the dispatch that makes the set non-empty adds it: the
+    -- ZCARD is O(1), a ZADD of a present member searches the whole index.
+    if redis.call('ZCARD', k_status('Queued', t)) == 1 then redis.call('ZADD', K_QTHREADS, '0', t) end
     -- Signalled now (below or by the caller), so the sweeper owes it a republish only once it is
     -- available and the last signal is older than the republish delay.
     redis.call('ZADD', K_DUE, num(math.max(avail, SIGNAL_WALL + REPUBLISH_MS)), r.dispatch_id)
