@@ -57,8 +57,11 @@ export interface ExecutionDeps {
    * holds there once the store answers again.
    */
   releaseLostClaim(ref: ClaimRef, claimToken: string): void;
-  /** The live command stream of a run (see thread-live.ts). */
-  openLive(target: LiveRunTarget): Promise<LiveRunCommandStream>;
+  /**
+   * The live command stream of a run (see thread-live.ts); null when no live command can reach this store's
+   * runs (a Redis store without NATS): runs then get no channel at all, and only local steering.
+   */
+  openLive: ((target: LiveRunTarget) => Promise<LiveRunCommandStream>) | null;
 }
 
 /** A claim whose start the store recorded in the same step (claim + start, or completion + claim + start). */
@@ -161,10 +164,10 @@ async function begin(deps: ExecutionDeps, run: ActiveRun): Promise<PreStarted | 
   const startedAt = Date.now();
   const [start, live] = await Promise.allSettled([
     store.recordDispatchStart(d.dispatch_id, token, instanceId, startedAt),
-    deps.openLive(targetOf(d)),
+    deps.openLive?.(targetOf(d)) ?? null,
   ]);
-  if (live.status === 'fulfilled') run.attachLiveStream(live.value);
-  else warnNoLive(deps, run, live.reason);
+  if (live.status === 'rejected') warnNoLive(deps, run, live.reason);
+  else if (live.value !== null) run.attachLiveStream(live.value);
   if (start.status === 'rejected') {
     logger.warn?.('recording the dispatch start failed; not running', {
       ...run.label,
@@ -178,6 +181,7 @@ async function begin(deps: ExecutionDeps, run: ActiveRun): Promise<PreStarted | 
 }
 
 async function openLive(deps: ExecutionDeps, run: ActiveRun): Promise<void> {
+  if (deps.openLive === null) return;
   try {
     run.attachLiveStream(await deps.openLive(targetOf(run.dispatch)));
   } catch (err) {

@@ -190,7 +190,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
         };
       },
       releaseLostClaim: (ref, token) => this.#releaseLostClaim(ref, token),
-      openLive: (target) => this.#live.open(target),
+      openLive: this.#live.enabled ? (target) => this.#live.open(target) : null,
     };
     // Metrics (src/metrics): only when an OpenTelemetry SDK is installed; otherwise nothing changes.
     autoInstrumentMailbox(this);

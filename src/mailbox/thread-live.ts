@@ -3,7 +3,9 @@
  * (`openThreadRuns`, the Redis store with NATS), a worker keeps that subscription while it runs the thread's
  * dispatches one after another, and each run takes its stream from it without a round trip; the subscription
  * is dropped once the worker is idle. Other stores (and targets the shared subscription cannot serve) get one
- * channel per run, `openLiveChannelFor`.
+ * channel per run, `openLiveChannelFor`. A store that says no live command can reach its runs
+ * (`liveCommands: false`, the Redis store without NATS, whose channels are empty streams) gets none: a channel,
+ * its forwarder and its close per run would be work for nothing.
  */
 import type { LiveRunCommandStream, LiveRunTarget } from '../contract/types.js';
 import type { MailboxStore } from '../contract/store.js';
@@ -19,15 +21,23 @@ function hasThreadRuns(store: MailboxStore): store is MailboxStore & ThreadRunsS
   return typeof (store as Partial<ThreadRunsStore>).openThreadRuns === 'function';
 }
 
+/** Only an explicit `liveCommands: false` turns the channels off; stores that do not say have them. */
+function hasLiveCommands(store: MailboxStore): boolean {
+  return (store as { liveCommands?: unknown }).liveCommands !== false;
+}
+
 export class RunLiveChannels {
   readonly #store: MailboxStore;
   readonly #logger: Logger;
   readonly #holdsThread: (threadId: string) => boolean;
   /** Open (or opening) thread subscriptions by thread id. */
   readonly #threads = new Map<string, Promise<ThreadRunsLive | null>>();
+  /** Whether runs get live channels at all (see the module comment); fixed for the store's life. */
+  readonly enabled: boolean;
 
   constructor(store: MailboxStore, logger: Logger, holdsThread: (threadId: string) => boolean) {
     this.#store = store;
+    this.enabled = hasLiveCommands(store);
     this.#logger = logger;
     this.#holdsThread = holdsThread;
   }
@@ -50,7 +60,7 @@ export class RunLiveChannels {
    */
   prepare(threadId: string): void {
     const store = this.#store;
-    if (hasThreadRuns(store)) void this.#threadRuns(store, threadId);
+    if (this.enabled && hasThreadRuns(store)) void this.#threadRuns(store, threadId);
   }
 
   /** This node runs nothing of `threadId` any more: unsubscribe from its runs. */

@@ -52,6 +52,7 @@ import type { RawSignal, SignalRef, SignalTransport } from '../signals/transport
 import { silentLogger, type Logger } from '../util/logger.js';
 import { redisIoError, toIoError } from './errors.js';
 import type { RedisKeys } from './keys.js';
+import { NoLiveChannel } from './no-live.js';
 import type { SignalsMode } from './options.js';
 import {
   enqueueArgs,
@@ -793,6 +794,14 @@ export class RedisMailboxStore
 
   openLiveChannelFor(target: LiveRunTarget): Promise<LiveRunCommandStream> {
     return this.#live.openLiveChannelFor(target);
+  }
+
+  /**
+   * Whether live commands can reach this store's runs: false when it was created without NATS (deliveries
+   * answer `NoSubscriber`, channels are empty streams), so a Mailbox opens no channel per run.
+   */
+  get liveCommands(): boolean {
+    return !(this.#live instanceof NoLiveChannel);
   }
 
   /**
