@@ -21,9 +21,16 @@ function hasThreadRuns(store: MailboxStore): store is MailboxStore & ThreadRunsS
   return typeof (store as Partial<ThreadRunsStore>).openThreadRuns === 'function';
 }
 
-/** Only an explicit `liveCommands: false` turns the channels off; stores that do not say have them. */
+/**
+ * Only an explicit `liveCommands: false` turns the channels off; stores that do not say (or a wrapper that
+ * fails to answer) have them.
+ */
 function hasLiveCommands(store: MailboxStore): boolean {
-  return (store as { liveCommands?: unknown }).liveCommands !== false;
+  try {
+    return (store as { liveCommands?: unknown }).liveCommands !== false;
+  } catch {
+    return true;
+  }
 }
 
 export class RunLiveChannels {

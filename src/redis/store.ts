@@ -123,6 +123,12 @@ export class RedisMailboxStore
   readonly #signals: SignalsMode;
   readonly #transport: StoreSignalTransport | null;
   readonly #live: LiveChannel;
+  /**
+   * Whether live commands can reach this store's runs: false when it was created without NATS (deliveries
+   * answer `NoSubscriber`, channels are empty streams), so a Mailbox opens no channel per run. A plain
+   * property, not a getter over a private field, so that it reads the same through a `Proxy` of the store.
+   */
+  readonly liveCommands: boolean;
   readonly #timeoutMs: number;
   /** The connection times out every command within `#timeoutMs` itself (connections the store opened). */
   readonly #clientTimesOut: boolean;
@@ -143,6 +149,7 @@ export class RedisMailboxStore
     this.#signals = parts.signals;
     this.#transport = parts.transport;
     this.#live = parts.live;
+    this.liveCommands = !(parts.live instanceof NoLiveChannel);
     this.#timeoutMs = parts.commandTimeoutMs;
     const clientTimeout = (parts.redis.options as { commandTimeout?: unknown } | undefined)?.commandTimeout;
     this.#clientTimesOut =
@@ -794,14 +801,6 @@ export class RedisMailboxStore
 
   openLiveChannelFor(target: LiveRunTarget): Promise<LiveRunCommandStream> {
     return this.#live.openLiveChannelFor(target);
-  }
-
-  /**
-   * Whether live commands can reach this store's runs: false when it was created without NATS (deliveries
-   * answer `NoSubscriber`, channels are empty streams), so a Mailbox opens no channel per run.
-   */
-  get liveCommands(): boolean {
-    return !(this.#live instanceof NoLiveChannel);
   }
 
   /**

@@ -49,6 +49,9 @@ describe('a Redis store without NATS', () => {
     const withNats = await fixture('live-flag', await natsUrl());
     expect(plain.store.liveCommands).toBe(false);
     expect(withNats.store.liveCommands).toBe(true);
+    // Read through a Proxy of the store (as wrappers that trace or instrument a store make) it is the same.
+    const wrapped = new Proxy(plain.store, { get: (t, p, r) => Reflect.get(t, p, r) as unknown });
+    expect(wrapped.liveCommands).toBe(false);
   });
 
   it('gets no live channel per run from a Mailbox; a run on the same node is still steered', async () => {
