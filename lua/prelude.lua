@@ -258,7 +258,7 @@ local function flat(r)
   return out
 end
 
--- The fields of a record (`load` and the codec know no others).
+-- The fields of a record, as `load`'s constructor names them (the codec knows no others).
 local RECORD_FIELDS = {
   'status', 'dispatch_epoch', 'dispatch_id', 'thread_id', 'run_id', 'priority', 'available_at', 'attempt_count',
   'max_attempts', 'created_at', 'updated_at', 'lease_until', 'completed_at', 'claim_token', 'claimed_by',
@@ -574,24 +574,25 @@ end
 -- ---- operations shared by a method's script and the fused scripts (claim_and_start, ...) ----
 
 -- Fields record_dispatch_start writes (status stays Claimed). Fused scripts merge them into the claim's
--- own write: a start right after the claim, with the claim's token, always passes the owner guard.
+-- own write: a start right after the claim, with the claim's token, always passes the owner guard. The
+-- constructor also reserves the slots of the claim's fields (a key set to nil stays in the table), so
+-- `claim_updates` fills them without growing the table.
 local function start_updates(instance, now_s)
   return {
     dispatch_instance_id = instance, run_status = 'running', termination = false, run_response = false,
     run_error = false, completed_at = false, updated_at = now_s,
+    status = nil, claim_token = nil, claimed_by = nil, lease_until = nil,
   }
 end
 
--- One constructor each, so the table is sized once (a table grown key by key is rehashed as it grows).
+-- One constructor either way, so the table is sized once (a table grown key by key is rehashed as it grows).
 local function claim_updates(consumer, token, now_s, lease_s, instance)
-  if instance then
-    return {
-      status = 'Claimed', claim_token = token, claimed_by = consumer, lease_until = lease_s, updated_at = now_s,
-      dispatch_instance_id = instance, run_status = 'running', termination = false, run_response = false,
-      run_error = false, completed_at = false,
-    }
+  if not instance then
+    return { status = 'Claimed', claim_token = token, claimed_by = consumer, lease_until = lease_s, updated_at = now_s }
   end
-  return { status = 'Claimed', claim_token = token, claimed_by = consumer, lease_until = lease_s, updated_at = now_s }
+  local u = start_updates(instance, now_s)
+  u.status, u.claim_token, u.claimed_by, u.lease_until = 'Claimed', token, consumer, lease_s
+  return u
 end
 
 -- claim of up to `limit` dispatches of thread `t`; `keys` = the thread's ready,
