@@ -5,6 +5,7 @@
 import type { z } from 'zod';
 import { StorageError } from './errors.js';
 import { normalizeRunDispatch } from './codec.js';
+import { fastRunResult } from './fast-parse.js';
 import {
   describeZodError,
   liveRunCommandSchema,
@@ -140,11 +141,17 @@ export function dispatchForEnqueue(value: unknown): RunDispatch {
 
 export function runResult(value: unknown): RunDispatchResult {
   if (!value || typeof value !== 'object' || Array.isArray(value)) fail('result must be an object');
-  const r = parse(runDispatchResultSchema, value, 'result');
+  const r = fastRunResult(value) ?? runResultWithSchema(value);
   id('result.run_id', r.run_id);
   id('result.dispatch_instance_id', r.dispatch_instance_id);
-  if (r.response != null) text('result.response', r.response);
-  if (r.error != null) text('result.error', r.error);
+  if (r.response !== null) text('result.response', r.response);
+  if (r.error !== null) text('result.error', r.error);
+  return r;
+}
+
+/** The run result through the schema alone (what the fast path must agree with). */
+export function runResultWithSchema(value: unknown): RunDispatchResult {
+  const r = parse(runDispatchResultSchema, value, 'result');
   return {
     run_id: r.run_id,
     dispatch_instance_id: r.dispatch_instance_id,
@@ -161,7 +168,14 @@ export function liveCommand(value: unknown): LiveRunCommand {
 
 export function liveTarget(value: unknown): LiveRunTarget {
   if (!value || typeof value !== 'object' || Array.isArray(value)) fail('target must be an object');
-  const t = parse(liveRunTargetSchema, value, 'target');
+  const { thread_id, run_id, dispatch_id } = value as Record<string, unknown>;
+  // Plain strings (the usual target, one per run) need no schema; anything else gets its error message.
+  const t =
+    typeof thread_id === 'string' &&
+    typeof run_id === 'string' &&
+    (dispatch_id === undefined || dispatch_id === null || typeof dispatch_id === 'string')
+      ? { thread_id, run_id, dispatch_id }
+      : parse(liveRunTargetSchema, value, 'target');
   id('target.thread_id', t.thread_id);
   id('target.run_id', t.run_id);
   if (t.dispatch_id != null) id('target.dispatch_id', t.dispatch_id);

@@ -5,6 +5,7 @@
  */
 import type { z } from 'zod';
 import { StorageError } from './errors.js';
+import { fastRunDispatch } from './fast-parse.js';
 import {
   describeZodError,
   liveRunCommandSchema,
@@ -112,6 +113,12 @@ export function runDispatchToWire(d: RunDispatch): Wire {
  * max_attempts 5, status Queued, null optionals) without lifecycle validation.
  */
 export function normalizeRunDispatch(value: unknown, what = 'dispatch'): RunDispatch {
+  // The usual record, with plainly typed fields, needs no schema (see fast-parse.ts).
+  return fastRunDispatch(value) ?? normalizeRunDispatchWithSchema(value, what);
+}
+
+/** `normalizeRunDispatch` through the schema alone (what the fast path must agree with). */
+export function normalizeRunDispatchWithSchema(value: unknown, what = 'dispatch'): RunDispatch {
   const p = decodeWith(runDispatchSchema, value, what);
   return {
     dispatch_id: p.dispatch_id,

@@ -6,6 +6,7 @@
  */
 import { StorageError } from '../contract/errors.js';
 import { runDispatchFromWire, terminationToWire } from '../contract/codec.js';
+import { fastTermination } from '../contract/fast-parse.js';
 import { RUN_DISPATCH_STATUSES, RUN_STATUSES } from '../contract/types.js';
 import type { RunDispatch, RunDispatchStatus, TerminationReason } from '../contract/types.js';
 import type { SignalTarget } from '../signals/filter.js';
@@ -83,11 +84,23 @@ function fastInt(value: string | undefined): number | null | undefined {
 /**
  * The hot-path decoder: plain checks instead of the schema for the records the store hands to a running
  * node (every claim returns one). It accepts a subset of what `recordFromHash`'s validating path accepts and
- * returns the same record; anything it is unsure of (a termination to parse, a bad field) answers
+ * returns the same record; anything it is unsure of (a termination with a nested value, a bad field) answers
  * `undefined`, and the validating path then decodes the record or names exactly what is wrong.
  */
 export function decodeCommonRecord(id: string, f: Readonly<Record<string, string>>): RunDispatch | undefined {
-  if (f.dispatch_id !== id || f.termination !== undefined) return undefined;
+  if (f.dispatch_id !== id) return undefined;
+  let termination: TerminationReason | null = null;
+  if (f.termination !== undefined) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(f.termination);
+    } catch {
+      return undefined;
+    }
+    const t = fastTermination(parsed);
+    if (t === undefined) return undefined;
+    termination = t;
+  }
   const { thread_id, run_id, status } = f;
   if (thread_id === undefined || run_id === undefined || status === undefined || !STATUSES.has(status)) {
     return undefined;
@@ -136,7 +149,7 @@ export function decodeCommonRecord(id: string, f: Readonly<Record<string, string
     lease_until: leaseUntil,
     dispatch_instance_id: f.dispatch_instance_id ?? null,
     run_status: (runStatus ?? null) as RunDispatch['run_status'],
-    termination: null,
+    termination,
     run_response: f.run_response ?? null,
     run_error: f.run_error ?? null,
     completed_at: completedAt,
