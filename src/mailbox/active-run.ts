@@ -26,6 +26,8 @@ export class ActiveRun {
    */
   #controller: AbortController | null = null;
   #aborted: RunAbortedError | null = null;
+  /** `onAbort` listeners, made on first use. */
+  #abortListeners: ((reason: RunAbortedError) => void)[] | null = null;
   readonly #logger: Logger;
   readonly #liveCancelReason: LiveCancelReason;
   #stream: LiveRunCommandStream | null = null;
@@ -73,12 +75,43 @@ export class ActiveRun {
     };
   }
 
+  /**
+   * Call `listener` once when the run is aborted, with the reason `signal` carries; at once when it already
+   * was. Returns the function that removes it. No AbortController is made for it (see ExecutorContext).
+   */
+  onAbort(listener: (reason: RunAbortedError) => void): () => void {
+    if (typeof listener !== 'function') throw new TypeError('onAbort needs a function');
+    if (this.#aborted !== null) {
+      this.#callAbortListener(listener, this.#aborted);
+      return () => {};
+    }
+    const listeners = (this.#abortListeners ??= []);
+    listeners.push(listener);
+    return () => {
+      const i = listeners.indexOf(listener);
+      if (i >= 0) listeners.splice(i, 1);
+    };
+  }
+
   /** Abort once; the first reason wins. True when this call aborted the run. */
   abort(reason: AbortReason): boolean {
     if (this.#aborted !== null || this.phase === 'done') return false;
-    this.#aborted = new RunAbortedError(reason);
-    this.#controller?.abort(this.#aborted);
+    const aborted = new RunAbortedError(reason);
+    this.#aborted = aborted;
+    this.#controller?.abort(aborted);
+    const listeners = this.#abortListeners;
+    this.#abortListeners = null;
+    if (listeners !== null) for (const listener of listeners) this.#callAbortListener(listener, aborted);
     return true;
+  }
+
+  #callAbortListener(listener: (reason: RunAbortedError) => void, reason: RunAbortedError): void {
+    try {
+      listener(reason);
+    } catch (err) {
+      // As an AbortSignal listener's error would: it must not stop the abort or the other listeners.
+      this.#logger.error?.('an onAbort listener threw', { ...this.label, error: errorMessage(err) });
+    }
   }
 
   /** The lease is no longer proven: abort (`lease-lost`) and never write for this claim again. */

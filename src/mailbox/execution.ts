@@ -30,7 +30,7 @@ import type {
 import type { Logger } from '../util/logger.js';
 import type { ActiveRun } from './active-run.js';
 import { retryDelayMs } from './backoff.js';
-import { errorMessage, isPermanentError } from './errors.js';
+import { errorMessage, isPermanentError, type RunAbortedError } from './errors.js';
 import * as tx from '../contract/transitions.js';
 import { targetOf } from './records.js';
 import type { Executor, ExecutorContext, ExecutorOutcome, MailboxConfig, MailboxEvents } from './types.js';
@@ -250,6 +250,10 @@ async function runExecutor(
     get signal() {
       return run.signal;
     },
+    get aborted() {
+      return run.aborted;
+    },
+    onAbort: (listener: (reason: RunAbortedError) => void) => run.onAbort(listener),
     commands: run.inbox,
     setWaiting: (waiting: boolean) => run.setWaiting(waiting),
   });

@@ -8,6 +8,7 @@ import type {
   ToolCallResume,
 } from '../contract/types.js';
 import type { MailboxStore } from '../contract/store.js';
+import type { RunAbortedError } from './errors.js';
 
 /** What the executor gets for one claimed dispatch. */
 export interface ExecutorContext {
@@ -26,6 +27,16 @@ export interface ExecutorContext {
    * longer be proven: renewals kept failing until a deadline before the lease ends.
    */
   readonly signal: AbortSignal;
+  /** Whether the run was aborted (as `signal.aborted`, without making the signal). */
+  readonly aborted: boolean;
+  /**
+   * Call `listener` once when the run is aborted, with the `RunAbortedError` that `signal.reason` holds (at
+   * once when it already was); returns the function that removes it. The same aborts as `signal`, for
+   * executors that need no AbortSignal object (they do not hand it to `fetch` or an SDK): on Node 20 the
+   * AbortController behind `signal` costs several microseconds per run to create, and is only made when an
+   * executor reads `signal`. A listener that throws is logged; it does not stop the abort.
+   */
+  onAbort(listener: (reason: RunAbortedError) => void): () => void;
   /**
    * Live commands addressed to this run (Messages, Decision, PendingBoundaryWake). The executor calls
    * `receipt.ack()` once it accepted one; an un-acked command reads as not delivered to the sender.

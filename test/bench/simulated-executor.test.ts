@@ -4,6 +4,7 @@ import type { RunFlags } from '../../src/bench/simulated-executor.js';
 import type { ExecutionOutcome } from '../../src/bench/protocol.js';
 import { queuedDispatch } from '../../src/contract/helpers.js';
 import type { LiveRunCommandEntry } from '../../src/contract/types.js';
+import type { RunAbortedError } from '../../src/mailbox/errors.js';
 import type { ExecutorContext } from '../../src/mailbox/types.js';
 
 /** A command stream the test feeds by hand. */
@@ -51,6 +52,18 @@ function context(signal: AbortSignal, commands: AsyncIterable<LiveRunCommandEntr
     instanceId: 'i1',
     attempt: 1,
     signal,
+    get aborted() {
+      return signal.aborted;
+    },
+    onAbort: (listener) => {
+      const call = (): void => listener(signal.reason as RunAbortedError);
+      if (signal.aborted) {
+        call();
+        return () => {};
+      }
+      signal.addEventListener('abort', call, { once: true });
+      return () => signal.removeEventListener('abort', call);
+    },
     commands,
     setWaiting: () => {},
   };
