@@ -166,11 +166,18 @@ function buildSubject(prefix: string, parts: readonly (readonly [string, string]
 
 /** `<P>.thread.<hex t>`: the subject of `deliverLive` / `openLiveChannel`. */
 export function threadLiveSubject(prefix: string, threadId: string): string {
+  // `buildSubject`'s result when nothing needs a digest, without its intermediate arrays.
+  const full = `${prefix}.thread.${encodeSegment(threadId)}`;
+  if (full.length <= MAX_LIVE_SUBJECT_BYTES) return full;
   return buildSubject(prefix, [['thread', threadId]]);
 }
 
 /** `<P>.thread.<hex t>.run.<hex r>[.dispatch.<hex d>]`: the subject of `deliverLiveTo` / `openLiveChannelFor`. */
 export function targetLiveSubject(prefix: string, target: LiveRunTarget): string {
+  // `buildSubject`'s result when nothing needs a digest (one per run on the hot path), without its arrays.
+  let full = `${prefix}.thread.${encodeSegment(target.thread_id)}.run.${encodeSegment(target.run_id)}`;
+  if (target.dispatch_id != null) full += `.dispatch.${encodeSegment(target.dispatch_id)}`;
+  if (full.length <= MAX_LIVE_SUBJECT_BYTES) return full;
   const parts: [string, string][] = [
     ['thread', target.thread_id],
     ['run', target.run_id],

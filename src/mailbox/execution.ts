@@ -30,9 +30,10 @@ import type {
 import type { Logger } from '../util/logger.js';
 import type { ActiveRun } from './active-run.js';
 import { retryDelayMs } from './backoff.js';
-import { errorMessage, isPermanentError, type RunAbortedError } from './errors.js';
+import { errorMessage, isPermanentError } from './errors.js';
 import * as tx from '../contract/transitions.js';
 import { targetOf } from './records.js';
+import { RunContext } from './run-context.js';
 import type { Executor, ExecutorContext, ExecutorOutcome, MailboxConfig, MailboxEvents } from './types.js';
 
 export type EmitFn = <K extends keyof MailboxEvents>(event: K, ...args: MailboxEvents[K]) => void;
@@ -242,21 +243,7 @@ async function runExecutor(
   instanceId: string,
 ): Promise<Settlement> {
   if (run.aborted) return afterAbort(run, null);
-  const ctx: ExecutorContext = Object.freeze({
-    dispatch: started,
-    instanceId,
-    attempt: started.attempt_count + 1,
-    // A getter: the AbortController is only made for executors that look at their signal.
-    get signal() {
-      return run.signal;
-    },
-    get aborted() {
-      return run.aborted;
-    },
-    onAbort: (listener: (reason: RunAbortedError) => void) => run.onAbort(listener),
-    commands: run.inbox,
-    setWaiting: (waiting: boolean) => run.setWaiting(waiting),
-  });
+  const ctx: ExecutorContext = new RunContext(run, started, instanceId);
   let outcome: ExecutorOutcome;
   try {
     outcome = await deps.executor(ctx);

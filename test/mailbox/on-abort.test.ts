@@ -21,7 +21,10 @@ interface Seen {
 function watchingExecutor(seen: Seen, started: () => void) {
   return async (ctx: ExecutorContext) => {
     seen.abortedBefore = ctx.aborted;
-    const removed = ctx.onAbort(() => (seen.removedCalled = true));
+    // The functions work taken off the context, too.
+    const { onAbort, setWaiting } = ctx;
+    setWaiting(false);
+    const removed = onAbort(() => (seen.removedCalled = true));
     removed();
     ctx.onAbort(() => {
       throw new Error('listener failure');
