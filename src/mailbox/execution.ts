@@ -112,15 +112,14 @@ export interface PreStarted {
  * claim + start stamps both at the same `now`, so only the start's fields differ.
  */
 export function claimedBeforeStart(started: RunDispatch): RunDispatch {
-  return {
-    ...started,
-    dispatch_instance_id: null,
-    run_status: null,
-    termination: null,
-    run_response: null,
-    run_error: null,
-    completed_at: null,
-  };
+  const d = tx.copyFields(started);
+  d.dispatch_instance_id = null;
+  d.run_status = null;
+  d.termination = null;
+  d.run_response = null;
+  d.run_error = null;
+  d.completed_at = null;
+  return d;
 }
 
 /**

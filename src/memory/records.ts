@@ -2,6 +2,7 @@
  * Record copies and the orderings the memory store indexes by. Stored records are never handed out:
  * callers get copies, so nothing they do can change stored state.
  */
+import { copyFields } from '../contract/transitions.js';
 import type { RunDispatch, TerminationReason } from '../contract/types.js';
 
 function copyTermination(t: TerminationReason): TerminationReason {
@@ -9,7 +10,9 @@ function copyTermination(t: TerminationReason): TerminationReason {
 }
 
 export function copyRecord(d: RunDispatch): RunDispatch {
-  return { ...d, termination: d.termination === null ? null : copyTermination(d.termination) };
+  const n = copyFields(d);
+  if (n.termination !== null) n.termination = copyTermination(n.termination);
+  return n;
 }
 
 /** Ids compare by UTF-16 code units (JS `<`), the order `Array.prototype.sort` gives strings. */
