@@ -72,6 +72,55 @@ function failedAttempts(d: RunDispatch): number {
   return Math.min(d.attempt_count + 1, U32_MAX, Math.max(d.max_attempts, d.attempt_count));
 }
 
+// The field changes of the hot transitions, made in place on a fresh copy (`copyFields`), so a composed
+// transition (claim + start, result + ack) copies the record once.
+function setClaimed(
+  n: RunDispatch,
+  token: string,
+  consumer: string,
+  leaseUntil: number,
+  now: number,
+): RunDispatch {
+  n.status = 'Claimed';
+  n.claim_token = token;
+  n.claimed_by = consumer;
+  n.lease_until = leaseUntil;
+  n.updated_at = now;
+  return n;
+}
+
+function setStarted(n: RunDispatch, instanceId: string, now: number): RunDispatch {
+  n.dispatch_instance_id = instanceId;
+  n.run_status = 'running';
+  n.termination = null;
+  n.run_response = null;
+  n.run_error = null;
+  n.completed_at = null;
+  n.updated_at = now;
+  return n;
+}
+
+function setResult(n: RunDispatch, r: RunDispatchResult, now: number): RunDispatch {
+  n.dispatch_instance_id = r.dispatch_instance_id;
+  n.run_status = r.status;
+  n.termination = r.termination ?? null;
+  n.run_response = r.response ?? null;
+  n.run_error = r.error ?? null;
+  n.completed_at = now;
+  n.updated_at = now;
+  return n;
+}
+
+function setAcked(n: RunDispatch, now: number): RunDispatch {
+  n.claim_token = null;
+  n.claimed_by = null;
+  n.lease_until = null;
+  n.status = 'Acked';
+  n.completed_at = now;
+  n.updated_at = now;
+  return n;
+}
+
 export function claimed(
   d: RunDispatch,
   token: string,
@@ -79,13 +128,7 @@ export function claimed(
   leaseUntil: number,
   now: number,
 ): RunDispatch {
-  const n = copyFields(d);
-  n.status = 'Claimed';
-  n.claim_token = token;
-  n.claimed_by = consumer;
-  n.lease_until = leaseUntil;
-  n.updated_at = now;
-  return n;
+  return setClaimed(copyFields(d), token, consumer, leaseUntil, now);
 }
 
 /**
@@ -101,7 +144,7 @@ export function claimedAndStarted(
   instanceId: string,
   now: number,
 ): RunDispatch {
-  return dispatchStarted(claimed(d, token, consumer, leaseUntil, now), instanceId, now);
+  return setStarted(setClaimed(copyFields(d), token, consumer, leaseUntil, now), instanceId, now);
 }
 
 export function leaseExtended(d: RunDispatch, leaseUntil: number, now: number): RunDispatch {
@@ -112,43 +155,20 @@ export function leaseExtended(d: RunDispatch, leaseUntil: number, now: number): 
 }
 
 export function dispatchStarted(d: RunDispatch, instanceId: string, now: number): RunDispatch {
-  const n = copyFields(d);
-  n.dispatch_instance_id = instanceId;
-  n.run_status = 'running';
-  n.termination = null;
-  n.run_response = null;
-  n.run_error = null;
-  n.completed_at = null;
-  n.updated_at = now;
-  return n;
+  return setStarted(copyFields(d), instanceId, now);
 }
 
 export function runResultRecorded(d: RunDispatch, r: RunDispatchResult, now: number): RunDispatch {
-  const n = copyFields(d);
-  n.dispatch_instance_id = r.dispatch_instance_id;
-  n.run_status = r.status;
-  n.termination = r.termination ?? null;
-  n.run_response = r.response ?? null;
-  n.run_error = r.error ?? null;
-  n.completed_at = now;
-  n.updated_at = now;
-  return n;
+  return setResult(copyFields(d), r, now);
 }
 
 /** `runResultRecorded` then `acked`: a completion that records the result and acks, committed once. */
 export function resultAcked(d: RunDispatch, r: RunDispatchResult, now: number): RunDispatch {
-  return acked(runResultRecorded(d, r, now), now);
+  return setAcked(setResult(copyFields(d), r, now), now);
 }
 
 export function acked(d: RunDispatch, now: number): RunDispatch {
-  const n = copyFields(d);
-  n.claim_token = null;
-  n.claimed_by = null;
-  n.lease_until = null;
-  n.status = 'Acked';
-  n.completed_at = now;
-  n.updated_at = now;
-  return n;
+  return setAcked(copyFields(d), now);
 }
 
 export function cancelled(d: RunDispatch, now: number): RunDispatch {
