@@ -154,30 +154,26 @@ function digestSegment(segment: string): string {
 
 /** Join `prefix` and (literal, encoded id) pairs; digest long segments only when the subject would not fit. */
 function buildSubject(prefix: string, parts: readonly (readonly [string, string])[]): string {
-  const encoded = parts.map(([literal, id]) => [literal, encodeSegment(id)] as const);
-  const full = [prefix, ...encoded.flat()].join('.');
+  // Concatenated, not joined from arrays: a run's subject is built once per run on the hot path.
+  const encoded = parts.map(([, id]) => encodeSegment(id));
+  let full = prefix;
+  for (let i = 0; i < parts.length; i++) full += `.${parts[i]![0]}.${encoded[i]!}`;
   if (full.length <= MAX_LIVE_SUBJECT_BYTES) return full;
-  const short = encoded.map(([literal, seg]) => [
-    literal,
-    seg.length > DIGEST_THRESHOLD ? digestSegment(seg) : seg,
-  ]);
-  return [prefix, ...short.flat()].join('.');
+  let short = prefix;
+  for (let i = 0; i < parts.length; i++) {
+    const seg = encoded[i]!;
+    short += `.${parts[i]![0]}.${seg.length > DIGEST_THRESHOLD ? digestSegment(seg) : seg}`;
+  }
+  return short;
 }
 
 /** `<P>.thread.<hex t>`: the subject of `deliverLive` / `openLiveChannel`. */
 export function threadLiveSubject(prefix: string, threadId: string): string {
-  // `buildSubject`'s result when nothing needs a digest, without its intermediate arrays.
-  const full = `${prefix}.thread.${encodeSegment(threadId)}`;
-  if (full.length <= MAX_LIVE_SUBJECT_BYTES) return full;
   return buildSubject(prefix, [['thread', threadId]]);
 }
 
 /** `<P>.thread.<hex t>.run.<hex r>[.dispatch.<hex d>]`: the subject of `deliverLiveTo` / `openLiveChannelFor`. */
 export function targetLiveSubject(prefix: string, target: LiveRunTarget): string {
-  // `buildSubject`'s result when nothing needs a digest (one per run on the hot path), without its arrays.
-  let full = `${prefix}.thread.${encodeSegment(target.thread_id)}.run.${encodeSegment(target.run_id)}`;
-  if (target.dispatch_id != null) full += `.dispatch.${encodeSegment(target.dispatch_id)}`;
-  if (full.length <= MAX_LIVE_SUBJECT_BYTES) return full;
   const parts: [string, string][] = [
     ['thread', target.thread_id],
     ['run', target.run_id],
