@@ -5,7 +5,7 @@
 import type { z } from 'zod';
 import { StorageError } from './errors.js';
 import { normalizeRunDispatch } from './codec.js';
-import { fastRunResult } from './fast-parse.js';
+import { fastLiveTarget, fastRunResult } from './fast-parse.js';
 import {
   describeZodError,
   liveRunCommandSchema,
@@ -168,14 +168,8 @@ export function liveCommand(value: unknown): LiveRunCommand {
 
 export function liveTarget(value: unknown): LiveRunTarget {
   if (!value || typeof value !== 'object' || Array.isArray(value)) fail('target must be an object');
-  const { thread_id, run_id, dispatch_id } = value as Record<string, unknown>;
   // Plain strings (the usual target, one per run) need no schema; anything else gets its error message.
-  const t =
-    typeof thread_id === 'string' &&
-    typeof run_id === 'string' &&
-    (dispatch_id === undefined || dispatch_id === null || typeof dispatch_id === 'string')
-      ? { thread_id, run_id, dispatch_id }
-      : parse(liveRunTargetSchema, value, 'target');
+  const t = fastLiveTarget(value) ?? parse(liveRunTargetSchema, value, 'target');
   id('target.thread_id', t.thread_id);
   id('target.run_id', t.run_id);
   if (t.dispatch_id != null) id('target.dispatch_id', t.dispatch_id);

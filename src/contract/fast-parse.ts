@@ -1,6 +1,6 @@
 /**
  * Plain-code parsers for the shapes the hot path sees on every dispatch (a record to enqueue, a run result,
- * a termination): the schemas in schemas.ts stay the definition and the error messages. Each parser here
+ * a termination, a run's live target): the schemas in schemas.ts stay the definition and the error messages. Each parser here
  * accepts a subset of what its schema accepts and returns what the schema path returns for it; for anything
  * else (a legacy alias, a nested shape, a wrong type) it answers `undefined` and the caller runs the schema,
  * which either accepts the value or names exactly what is wrong.
@@ -9,6 +9,7 @@
  * node made validation a measurable share of a dispatch's CPU and of its garbage.
  */
 import type {
+  LiveRunTarget,
   RunDispatch,
   RunDispatchResult,
   RunDispatchStatus,
@@ -64,6 +65,12 @@ export function fastTermination(v: unknown): TerminationReason | undefined {
   }
 }
 
+/** `undefined` or null → null, a fast-path termination as it is; anything else is not for the fast path (false). */
+function nullableTermination(v: unknown): TerminationReason | null | false {
+  if (v === undefined || v === null) return null;
+  return fastTermination(v) ?? false;
+}
+
 /** A run result whose fields all have their plain types (what `runDispatchResultSchema` returns for it). */
 export function fastRunResult(v: unknown): RunDispatchResult | undefined {
   if (!isObject(v)) return undefined;
@@ -73,13 +80,8 @@ export function fastRunResult(v: unknown): RunDispatchResult | undefined {
   }
   const resp = nullableString(response);
   const err = nullableString(error);
-  if (resp === false || err === false) return undefined;
-  let term: TerminationReason | null = null;
-  if (termination !== undefined && termination !== null) {
-    const t = fastTermination(termination);
-    if (t === undefined) return undefined;
-    term = t;
-  }
+  const term = nullableTermination(termination);
+  if (resp === false || err === false || term === false) return undefined;
   return { run_id, dispatch_instance_id, status, termination: term, response: resp, error: err };
 }
 
@@ -140,12 +142,8 @@ export function fastRunDispatch(v: unknown): RunDispatch | undefined {
   ) {
     return undefined;
   }
-  let termination: TerminationReason | null = null;
-  if (v.termination !== undefined && v.termination !== null) {
-    const t = fastTermination(v.termination);
-    if (t === undefined) return undefined;
-    termination = t;
-  }
+  const termination = nullableTermination(v.termination);
+  if (termination === false) return undefined;
   return {
     dispatch_id,
     thread_id,
@@ -170,4 +168,14 @@ export function fastRunDispatch(v: unknown): RunDispatch | undefined {
     created_at,
     updated_at: updatedAt,
   };
+}
+
+/** A live target of plain strings (`dispatch_id` null or absent allowed), as `liveRunTargetSchema` returns it. */
+export function fastLiveTarget(v: unknown): LiveRunTarget | undefined {
+  if (!isObject(v)) return undefined;
+  const { thread_id, run_id, dispatch_id } = v;
+  if (typeof thread_id !== 'string' || typeof run_id !== 'string') return undefined;
+  const dispatch = nullableString(dispatch_id);
+  if (dispatch === false) return undefined;
+  return { thread_id, run_id, dispatch_id: dispatch };
 }

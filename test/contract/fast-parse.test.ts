@@ -7,7 +7,13 @@
 import { describe, expect, it } from 'vitest';
 import { runResultWithSchema } from '../../src/contract/args.js';
 import { normalizeRunDispatchWithSchema, terminationFromWire } from '../../src/contract/codec.js';
-import { fastRunDispatch, fastRunResult, fastTermination } from '../../src/contract/fast-parse.js';
+import {
+  fastLiveTarget,
+  fastRunDispatch,
+  fastRunResult,
+  fastTermination,
+} from '../../src/contract/fast-parse.js';
+import { liveRunTargetSchema } from '../../src/contract/schemas.js';
 import { decodeCommonRecord, decodeRecordWithSchema } from '../../src/redis/record.js';
 
 function prng(seed: number): () => number {
@@ -212,6 +218,31 @@ describe('fast parsers agree with the schemas', () => {
     // Left to the schema: the legacy alias and the nested stopped value.
     expect(fastTermination({ type: 'plugin_requested' })).toBeUndefined();
     expect(fastTermination({ type: 'stopped', value: { code: 'c' } })).toBeUndefined();
+  });
+
+  it('a live target: the same, and the usual targets take the fast path', () => {
+    const base = { thread_id: 't-1', run_id: 'r-1', dispatch_id: 'd-1' };
+    const viaSchema = (v: unknown) => {
+      const t = liveRunTargetSchema.parse(v);
+      return { thread_id: t.thread_id, run_id: t.run_id, dispatch_id: t.dispatch_id ?? null };
+    };
+    expect(fastLiveTarget(base)).toEqual(base);
+    expect(fastLiveTarget({ thread_id: 't', run_id: 'r' })).toEqual({
+      thread_id: 't',
+      run_id: 'r',
+      dispatch_id: null,
+    });
+    let fast = 0;
+    for (const v of mutations(base, ['thread_id', 'run_id', 'dispatch_id'], 3000, 5)) {
+      const got = fastLiveTarget(v);
+      if (got === undefined) continue;
+      fast++;
+      expect(
+        schemaResult(() => viaSchema(v)),
+        JSON.stringify(v),
+      ).toEqual({ ok: true, value: got });
+    }
+    expect(fast).toBeGreaterThan(300);
   });
 
   it("a stored record with a termination takes the Redis decoder's fast path and decodes as the schema does", () => {
