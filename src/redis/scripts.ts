@@ -18,6 +18,7 @@ import { isCluster, masterConnections, type RedisClient } from './cluster.js';
 
 export const SCRIPT_NAMES = [
   'enqueue',
+  'enqueue_many',
   'claim',
   'claim_dispatch',
   'ack',

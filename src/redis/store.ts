@@ -50,6 +50,7 @@ import type { LiveChannel, ThreadRunsChannel, ThreadRunsLive } from '../live/cha
 import { filterSignals, type SignalTarget } from '../signals/filter.js';
 import type { RawSignal, SignalRef, SignalTransport } from '../signals/transport.js';
 import { silentLogger, type Logger } from '../util/logger.js';
+import { TurnBatcher, type Settlement } from '../util/turn-batcher.js';
 import { redisIoError, toIoError } from './errors.js';
 import type { RedisKeys } from './keys.js';
 import { NoLiveChannel } from './no-live.js';
@@ -102,6 +103,15 @@ function claimTokenArg(claimToken: unknown, name = 'claim_token'): string {
   return claimToken === undefined ? uuidv7() : id(name, claimToken);
 }
 
+/**
+ * Most enqueues one script call carries. Enqueues made in one turn of the event loop share a call: that
+ * saved Redis ~30 % of an enqueue's CPU (its per-call part) in a loop of 20 000; a call blocks Redis while
+ * it runs, so it stays short (~1.5 ms at 32).
+ */
+export const ENQUEUE_BATCH = 32;
+
+const ENQUEUED: Settlement<void> = { ok: true, value: undefined };
+
 /** Claimed dispatches read per round trip by `listClaimedByRunId`. */
 const CLAIMED_SCAN_BATCH = 500;
 
@@ -141,6 +151,10 @@ export class RedisMailboxStore
   #sweeperStopped: Promise<void> | null = null;
   #closed = false;
   #closing: Promise<void> | null = null;
+  readonly #enqueues = new TurnBatcher<readonly string[], void>(
+    (batch) => this.#enqueueBatch(batch),
+    ENQUEUE_BATCH,
+  );
 
   constructor(parts: RedisMailboxStoreParts) {
     this.#redis = parts.redis;
@@ -197,8 +211,46 @@ export class RedisMailboxStore
       const value = d[field];
       if (value !== null) wellFormed(field, value);
     }
-    await this.#run('enqueue', [], enqueueArgs(d));
+    await this.#enqueues.add(enqueueArgs(d));
     await this.#published([{ thread_id: d.thread_id, dispatch_id: d.dispatch_id }]);
+  }
+
+  /**
+   * The enqueues of one turn: alone, the `enqueue` script; together, one `enqueue_many` call that runs each
+   * of them as `enqueue` would and answers each its own result (a domain error, or the Redis error that
+   * alone would have failed its call).
+   */
+  async #enqueueBatch(batch: readonly (readonly string[])[]): Promise<Settlement<void>[]> {
+    if (batch.length === 1) {
+      try {
+        await this.#run('enqueue', [], batch[0] as readonly string[]);
+        return [ENQUEUED];
+      } catch (error) {
+        return [{ ok: false, error }];
+      }
+    }
+    const argv: string[] = [];
+    for (const one of batch) argv.push(String(one.length), ...one);
+    const results = await this.#run('enqueue_many', [], argv);
+    if (results.length !== batch.length) {
+      throw StorageError.serialization(
+        `script enqueue_many: ${results.length} results for ${batch.length} dispatches`,
+      );
+    }
+    return results.map((r) => (r === 'ok' ? ENQUEUED : { ok: false, error: this.#enqueueError(r) }));
+  }
+
+  #enqueueError(result: unknown): StorageError {
+    if (Array.isArray(result) && result.length === 2) {
+      const [kind, detail] = result as unknown[];
+      if (kind === 'redis' && typeof detail === 'string') {
+        return redisIoError(this.#redis, new Error(detail), this.#secrets);
+      }
+      if (typeof kind === 'string' && typeof detail === 'string') {
+        return scriptError('enqueue', kind, detail, '', '');
+      }
+    }
+    return StorageError.serialization('script enqueue_many: unexpected result shape');
   }
 
   async claim(
