@@ -4,17 +4,8 @@
 -- (the completion stays committed, as with the two calls made back to back).
 -- Only KEYS[1]: the record's key and the next thread's keys are derived from the ids (as in claim).
 -- ARGV: as record_run_result (id, token, now, then 9 result arguments), then next thread, consumer, token,
--- lease_until, instance.
+-- lease_until, instance (17 in all; `complete_and_claim_next_at` in the prelude).
 -- Reply: {'ok'} (nothing claimed), {'ok', started record} or {'ok', 'claim-err', kind, detail}.
 return run(function()
-  local id, token, now_s = arg(1), arg(2), arg(3)
-  complete_and_ack(id, token, now_s, 4)
-  local t = arg(13)
-  local ok, res = pcall(claim_and_start_thread, t, arg(14), arg(15), now_s, arg(16), arg(17), claim_keys(t))
-  if not ok then
-    if type(res) == 'table' and res.awaken then return { 'ok', 'claim-err', res.kind, res.detail } end
-    error(res, 0)
-  end
-  if res == nil then return { 'ok' } end
-  return { 'ok', packed(res) }
+  return complete_and_claim_next_at(3)
 end)

@@ -794,6 +794,36 @@ local function complete_and_ack(id, token, now_s, first)
   return r
 end
 
+-- ---- chained completion, shared by complete_and_claim_next and complete_and_claim_next_many ----
+
+-- complete_and_claim_next with its 17 arguments at ARGV[base + 1 .. base + 17] (see that script's header):
+-- complete_and_ack, then claim_and_start on the next thread. Answers the script's reply.
+local function complete_and_claim_next_at(base)
+  local id, token, now_s = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
+  -- complete_and_ack reads the result at arg(first) = ARGV[3 + first], i.e. ARGV[base + 4].
+  complete_and_ack(id, token, now_s, base + 1)
+  local t = ARGV[base + 13]
+  local ok, res = pcall(claim_and_start_thread, t, ARGV[base + 14], ARGV[base + 15], now_s, ARGV[base + 16],
+    ARGV[base + 17], claim_keys(t))
+  if not ok then
+    if type(res) == 'table' and res.awaken then return { 'ok', 'claim-err', res.kind, res.detail } end
+    error(res, 0)
+  end
+  if res == nil then return { 'ok' } end
+  return { 'ok', packed(res) }
+end
+
+-- One call of a batch script (enqueue_many, complete_and_claim_next_many) that failed: its reply entry. A
+-- domain error is the error envelope `run` answers; any other error (a Redis error) is {'redis', message}.
+-- The mode a failing `load` may have left is reset, so the next call of the batch starts as a script does.
+local function batch_failure(err)
+  if RESP3_MAPS then redis.setresp(2) end
+  if type(err) == 'table' and err.awaken then
+    return { 'err', err.kind, err.detail, tostring(err.expected or ''), tostring(err.actual or '') }
+  end
+  return { 'redis', type(err) == 'table' and tostring(err.err) or tostring(err) }
+end
+
 -- ---- enqueue (one dispatch), shared by enqueue and enqueue_many ----
 
 -- Enqueue the dispatch whose `enqueueArgs` are ARGV[base + 1 .. last]: the values of dispatch_id, thread_id,

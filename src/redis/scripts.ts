@@ -40,6 +40,7 @@ export const SCRIPT_NAMES = [
   'claim_dispatch_and_start',
   'complete_and_ack',
   'complete_and_claim_next',
+  'complete_and_claim_next_many',
   // Hand-back additions (src/contract/fused.ts `HandBackMailboxStore`).
   'release_claim',
   // Dead-letter additions (src/contract/dead-letters.ts).

@@ -109,6 +109,8 @@ function claimTokenArg(claimToken: unknown, name = 'claim_token'): string {
  * it runs, so it stays short (~1.5 ms at 32).
  */
 export const ENQUEUE_BATCH = 32;
+/** Most chained completions (`completeAndClaimNext`) one script call carries; see `#completeBatch`. */
+export const COMPLETE_BATCH = 16;
 
 const ENQUEUED: Settlement<void> = { ok: true, value: undefined };
 
@@ -154,6 +156,11 @@ export class RedisMailboxStore
   readonly #enqueues = new TurnBatcher<readonly string[], void>(
     (batch) => this.#enqueueBatch(batch),
     ENQUEUE_BATCH,
+  );
+  readonly #completions = new TurnBatcher<readonly string[], unknown[]>(
+    (batch) => this.#completeBatch(batch),
+    COMPLETE_BATCH,
+    'iteration',
   );
 
   constructor(parts: RedisMailboxStoreParts) {
@@ -231,26 +238,55 @@ export class RedisMailboxStore
     }
     const argv: string[] = [];
     for (const one of batch) argv.push(String(one.length), ...one);
-    const results = await this.#run('enqueue_many', [], argv);
-    if (results.length !== batch.length) {
-      throw StorageError.serialization(
-        `script enqueue_many: ${results.length} results for ${batch.length} dispatches`,
-      );
-    }
-    return results.map((r) => (r === 'ok' ? ENQUEUED : { ok: false, error: this.#enqueueError(r) }));
+    const results = await this.#runBatch('enqueue_many', argv, batch.length);
+    return results.map((r) => {
+      if (r === 'ok') return ENQUEUED;
+      try {
+        this.#batchReply('enqueue', r);
+        return { ok: false, error: StorageError.serialization('script enqueue_many: unexpected result') };
+      } catch (error) {
+        return { ok: false, error };
+      }
+    });
   }
 
-  #enqueueError(result: unknown): StorageError {
-    if (Array.isArray(result) && result.length === 2) {
-      const [kind, detail] = result as unknown[];
-      if (kind === 'redis' && typeof detail === 'string') {
-        return redisIoError(this.#redis, new Error(detail), this.#secrets);
-      }
-      if (typeof kind === 'string' && typeof detail === 'string') {
-        return scriptError('enqueue', kind, detail, '', '');
+  /**
+   * The chained completions of one iteration of the event loop (runs ending on their own timers and sockets
+   * meet no sooner): alone, `complete_and_claim_next`; together, one `complete_and_claim_next_many` call that
+   * runs each as that script would and answers each its own reply.
+   */
+  async #completeBatch(batch: readonly (readonly string[])[]): Promise<Settlement<unknown[]>[]> {
+    if (batch.length === 1) {
+      try {
+        return [{ ok: true, value: await this.#run('complete_and_claim_next', [], batch[0] as string[]) }];
+      } catch (error) {
+        return [{ ok: false, error }];
       }
     }
-    return StorageError.serialization('script enqueue_many: unexpected result shape');
+    const replies = await this.#runBatch('complete_and_claim_next_many', batch.flat(), batch.length);
+    return replies.map((r) => {
+      try {
+        return { ok: true, value: this.#batchReply('complete_and_claim_next', r) };
+      } catch (error) {
+        return { ok: false, error };
+      }
+    });
+  }
+
+  async #runBatch(name: ScriptName, argv: readonly string[], calls: number): Promise<unknown[]> {
+    const replies = await this.#run(name, [], argv);
+    if (replies.length !== calls) {
+      throw StorageError.serialization(`script ${name}: ${replies.length} replies for ${calls} calls`);
+    }
+    return replies;
+  }
+
+  /** One call's entry of a batch script's reply, as `#run` would answer that call made alone. */
+  #batchReply(name: ScriptName, reply: unknown): unknown[] {
+    if (Array.isArray(reply) && reply[0] === 'redis') {
+      throw redisIoError(this.#redis, new Error(String(reply[1])), this.#secrets);
+    }
+    return unwrapReply(name, reply);
   }
 
   async claim(
@@ -383,11 +419,14 @@ export class RedisMailboxStore
     const resultArgs = this.#resultArgs(dispatchId, claimToken, result, now);
     const claim = args.nextClaim(next, now, id);
     const nextToken = claimTokenArg(next.claimToken, 'next.claim_token');
-    const payload = await this.#run(
-      'complete_and_claim_next',
-      [],
-      [...resultArgs, claim.threadId, claim.consumer, nextToken, String(claim.leaseUntil), claim.instance],
-    );
+    const payload = await this.#completions.add([
+      ...resultArgs,
+      claim.threadId,
+      claim.consumer,
+      nextToken,
+      String(claim.leaseUntil),
+      claim.instance,
+    ]);
     if (payload.length === 0) return { next: null };
     if (payload[0] === 'claim-err') {
       const [, kind, detail] = payload;

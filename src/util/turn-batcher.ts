@@ -5,6 +5,10 @@
  * `maxBatch`, in the order they were added. A lone item costs one `nextTick` more than a direct call, and
  * never waits for I/O or a timer, so nothing is delayed past the turn that made it.
  *
+ * With `schedule: 'iteration'` the items wait for `setImmediate` instead: the calls of one whole iteration of
+ * the event loop (every timer and I/O callback of it) go together, at the cost of at most that iteration.
+ * Calls that finish in separate callbacks (runs ending on their own timers or sockets) only meet that way.
+ *
  * `send` answers one settlement per item, in order: `{ ok: true, value }` or `{ ok: false, error }`. If it
  * throws (or answers the wrong number of settlements), every item of that chunk fails with that error.
  */
@@ -19,18 +23,24 @@ interface Pending<T, R> {
 export class TurnBatcher<T, R> {
   readonly #send: (items: readonly T[]) => Promise<readonly Settlement<R>[]>;
   readonly #maxBatch: number;
+  readonly #schedule: (flush: () => void) => void;
   #queue: Pending<T, R>[] = [];
 
-  constructor(send: (items: readonly T[]) => Promise<readonly Settlement<R>[]>, maxBatch: number) {
+  constructor(
+    send: (items: readonly T[]) => Promise<readonly Settlement<R>[]>,
+    maxBatch: number,
+    schedule: 'turn' | 'iteration' = 'turn',
+  ) {
     if (!(Number.isInteger(maxBatch) && maxBatch >= 1)) throw new RangeError('maxBatch must be at least 1');
     this.#send = send;
     this.#maxBatch = maxBatch;
+    this.#schedule = schedule === 'turn' ? (f) => process.nextTick(f) : (f) => setImmediate(f);
   }
 
   add(item: T): Promise<R> {
     return new Promise<R>((resolve, reject) => {
       this.#queue.push({ item, resolve, reject });
-      if (this.#queue.length === 1) process.nextTick(() => this.#flush());
+      if (this.#queue.length === 1) this.#schedule(() => this.#flush());
     });
   }
 

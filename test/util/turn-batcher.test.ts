@@ -57,6 +57,33 @@ describe('TurnBatcher', () => {
     expect(String((answered[1] as PromiseRejectedResult).reason)).toContain('1 results for 2 calls');
   });
 
+  it("with schedule 'iteration', also gathers calls of separate timer callbacks", async () => {
+    const chunks: string[][] = [];
+    const make = (schedule: 'turn' | 'iteration'): TurnBatcher<string, string> =>
+      new TurnBatcher<string, string>(
+        async (items) => {
+          chunks.push([...items]);
+          return items.map((item) => ({ ok: true, value: item }));
+        },
+        10,
+        schedule,
+      );
+    const fromTimers = (batcher: TurnBatcher<string, string>): Promise<string[]> =>
+      Promise.all(
+        ['x', 'y', 'z'].map(
+          (item) =>
+            new Promise<string>((resolve, reject) => {
+              setTimeout(() => batcher.add(item).then(resolve, reject), 0);
+            }),
+        ),
+      );
+    expect(await fromTimers(make('iteration'))).toEqual(['x', 'y', 'z']);
+    expect(chunks).toEqual([['x', 'y', 'z']]);
+    chunks.length = 0;
+    expect(await fromTimers(make('turn'))).toEqual(['x', 'y', 'z']);
+    expect(chunks).toEqual([['x'], ['y'], ['z']]);
+  });
+
   it('refuses a batch size below one', () => {
     expect(() => new TurnBatcher<string, string>(async () => [], 0)).toThrow(RangeError);
   });
