@@ -212,6 +212,11 @@ export class RedisMailboxStore
 
   // ---- writes ----
 
+  /**
+   * Enqueues made in one turn of the event loop are sent together (`enqueue_many`) once the turn ends, so a
+   * call made later in that turn without awaiting this one (a `cancel`, a `claim`) may reach Redis first:
+   * await the enqueue before a call that depends on it.
+   */
   async enqueue(dispatch: RunDispatchInput): Promise<void> {
     const d = args.dispatchForEnqueue(dispatch);
     for (const field of ['dispatch_id', 'thread_id', 'run_id', 'dedupe_key', 'last_error'] as const) {
@@ -408,7 +413,11 @@ export class RedisMailboxStore
     await this.#run('complete_and_ack', [], this.#resultArgs(dispatchId, claimToken, result, now));
   }
 
-  /** Fused `completeAndAck` + `claimAndStart` (src/contract/fused.ts): one script, one round trip. */
+  /**
+   * Fused `completeAndAck` + `claimAndStart` (src/contract/fused.ts): one script, one round trip. The chained
+   * completions of one iteration of the event loop are sent together (`complete_and_claim_next_many`) at its
+   * end; like `enqueue`, a call made meanwhile without awaiting this one may reach Redis first.
+   */
   async completeAndClaimNext(
     dispatchId: string,
     claimToken: string,
