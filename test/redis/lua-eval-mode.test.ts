@@ -115,11 +115,44 @@ async function scenario({ store, client }: Side): Promise<unknown[]> {
   out.push(await outcome(() => store.claim('tb', 'c1', 1000, 6000, 5)));
   out.push(await outcome(() => store.reclaimExpiredLeases(9000, 10)));
   out.push(await outcome(() => store.purgeTerminal(9000)));
+  // The batch scripts: a turn of enqueues (one a duplicate) goes as one enqueue_many, an iteration of chained
+  // completions on three threads as one complete_and_claim_next_many.
+  const batched = [
+    dispatch('c0a', 'tc0', 9100),
+    dispatch('c0b', 'tc0', 9101),
+    dispatch('c1a', 'tc1', 9102),
+    dispatch('c0a', 'tc0', 9103),
+    dispatch('c1b', 'tc1', 9104),
+    dispatch('c2a', 'tc2', 9105),
+  ];
+  out.push(await Promise.all(batched.map((d) => outcome(() => store.enqueue(d)))));
+  const running: RunDispatch[] = [];
+  for (const t of ['tc0', 'tc1', 'tc2']) {
+    const r = await store.claimAndStart(t, 'c1', 10_000, 9200, 'inst');
+    if (r) running.push(r);
+  }
+  out.push(
+    await Promise.all(
+      running.map((r, i) =>
+        outcome(() =>
+          store.completeAndClaimNext(
+            r.dispatch_id,
+            i === 1 ? 'wrong-token' : (r.claim_token as string),
+            doneResult(r.run_id),
+            9300 + i,
+            nextClaim(r.thread_id),
+          ),
+        ),
+      ),
+    ),
+  );
   for (const s of ['Queued', 'Claimed', 'Acked', 'Superseded', 'DeadLetter'] as const) {
     out.push(await outcome(() => store.countDispatchesByStatus(s)));
   }
   out.push(await client.hgetall(store.keys.counts));
-  for (const id of ['a1', 'a2', 'a3', 'b1', 'b2', 'b3', 'b4']) out.push(scrub(await store.loadDispatch(id)));
+  for (const id of ['a1', 'a2', 'a3', 'b1', 'b2', 'b3', 'b4', 'c0a', 'c0b', 'c1a', 'c1b', 'c2a']) {
+    out.push(scrub(await store.loadDispatch(id)));
+  }
   out.push(await store.currentDispatchEpoch('tb'));
   return out;
 }
@@ -137,5 +170,6 @@ describe('EVAL scripts and Functions give the same results', () => {
     // The scenario reaches the edges it is meant to: a stale owner write and a superseded claim.
     expect(JSON.stringify(functions)).toContain('VersionConflict');
     expect(JSON.stringify(functions)).toContain('Superseded');
+    expect(JSON.stringify(functions)).toContain('AlreadyExists');
   });
 });
