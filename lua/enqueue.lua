@@ -2,6 +2,5 @@
 -- ARGV (`enqueueArgs`): see `enqueue_at` in the prelude.
 -- Reply: {'ok'} or AlreadyExists("dedupe_key=<key>") / AlreadyExists(<dispatch_id>).
 return run(function()
-  enqueue_at(3, #ARGV)
-  return { 'ok' }
+  return enqueue_at(3, #ARGV)
 end)

@@ -109,10 +109,8 @@ function claimTokenArg(claimToken: unknown, name = 'claim_token'): string {
  * it runs, so it stays short (~1.5 ms at 32).
  */
 export const ENQUEUE_BATCH = 32;
-/** Most chained completions (`completeAndClaimNext`) one script call carries; see `#completeBatch`. */
+/** Most chained completions (`completeAndClaimNext`) one script call carries; see `#callBatch`. */
 export const COMPLETE_BATCH = 16;
-
-const ENQUEUED: Settlement<void> = { ok: true, value: undefined };
 
 /** Claimed dispatches read per round trip by `listClaimedByRunId`. */
 const CLAIMED_SCAN_BATCH = 500;
@@ -153,12 +151,12 @@ export class RedisMailboxStore
   #sweeperStopped: Promise<void> | null = null;
   #closed = false;
   #closing: Promise<void> | null = null;
-  readonly #enqueues = new TurnBatcher<readonly string[], void>(
-    (batch) => this.#enqueueBatch(batch),
+  readonly #enqueues = new TurnBatcher<readonly string[], unknown[]>(
+    (batch) => this.#callBatch('enqueue', 'enqueue_many', batch),
     ENQUEUE_BATCH,
   );
   readonly #completions = new TurnBatcher<readonly string[], unknown[]>(
-    (batch) => this.#completeBatch(batch),
+    (batch) => this.#callBatch('complete_and_claim_next', 'complete_and_claim_next_many', batch),
     COMPLETE_BATCH,
     'iteration',
   );
@@ -228,62 +226,37 @@ export class RedisMailboxStore
   }
 
   /**
-   * The enqueues of one turn: alone, the `enqueue` script; together, one `enqueue_many` call that runs each
-   * of them as `enqueue` would and answers each its own result (a domain error, or the Redis error that
-   * alone would have failed its call).
+   * The calls of one batch: alone, the script `single`; together, one call of `many` (see `each_call` in the
+   * Lua prelude), which runs each as `single` would, in order, and answers each its own reply (a domain
+   * error, or the Redis error that alone would have failed its call). Enqueues are gathered per turn of the
+   * event loop, chained completions per iteration (runs end on their own timers and sockets, which one turn
+   * never gathers).
    */
-  async #enqueueBatch(batch: readonly (readonly string[])[]): Promise<Settlement<void>[]> {
+  async #callBatch(
+    single: ScriptName,
+    many: ScriptName,
+    batch: readonly (readonly string[])[],
+  ): Promise<Settlement<unknown[]>[]> {
     if (batch.length === 1) {
       try {
-        await this.#run('enqueue', [], batch[0] as readonly string[]);
-        return [ENQUEUED];
+        return [{ ok: true, value: await this.#run(single, [], batch[0] as readonly string[]) }];
       } catch (error) {
         return [{ ok: false, error }];
       }
     }
     const argv: string[] = [];
     for (const one of batch) argv.push(String(one.length), ...one);
-    const results = await this.#runBatch('enqueue_many', argv, batch.length);
-    return results.map((r) => {
-      if (r === 'ok') return ENQUEUED;
-      try {
-        this.#batchReply('enqueue', r);
-        return { ok: false, error: StorageError.serialization('script enqueue_many: unexpected result') };
-      } catch (error) {
-        return { ok: false, error };
-      }
-    });
-  }
-
-  /**
-   * The chained completions of one iteration of the event loop (runs ending on their own timers and sockets
-   * meet no sooner): alone, `complete_and_claim_next`; together, one `complete_and_claim_next_many` call that
-   * runs each as that script would and answers each its own reply.
-   */
-  async #completeBatch(batch: readonly (readonly string[])[]): Promise<Settlement<unknown[]>[]> {
-    if (batch.length === 1) {
-      try {
-        return [{ ok: true, value: await this.#run('complete_and_claim_next', [], batch[0] as string[]) }];
-      } catch (error) {
-        return [{ ok: false, error }];
-      }
+    const replies = await this.#run(many, [], argv);
+    if (replies.length !== batch.length) {
+      throw StorageError.serialization(`script ${many}: ${replies.length} replies for ${batch.length} calls`);
     }
-    const replies = await this.#runBatch('complete_and_claim_next_many', batch.flat(), batch.length);
     return replies.map((r) => {
       try {
-        return { ok: true, value: this.#batchReply('complete_and_claim_next', r) };
+        return { ok: true, value: this.#batchReply(single, r) };
       } catch (error) {
         return { ok: false, error };
       }
     });
-  }
-
-  async #runBatch(name: ScriptName, argv: readonly string[], calls: number): Promise<unknown[]> {
-    const replies = await this.#run(name, [], argv);
-    if (replies.length !== calls) {
-      throw StorageError.serialization(`script ${name}: ${replies.length} replies for ${calls} calls`);
-    }
-    return replies;
   }
 
   /** One call's entry of a batch script's reply, as `#run` would answer that call made alone. */
