@@ -154,7 +154,12 @@ export class MemoryMailboxStore
     };
     validateForPersist(next);
     this.#table.insert(next);
-    this.#enteredQueued(next);
+    // With `quietClaimedThreads`, a thread holding a claim gets no signal: its holder takes the next dispatch
+    // when the run ends (see `#enteredQueued`); the republish schedule still covers it.
+    this.#enteredQueued(
+      next,
+      this.#options.quietClaimedThreads && (this.#table.thread(next.thread_id)?.size('Claimed') ?? 0) > 0,
+    );
   }
 
   async claim(
@@ -862,11 +867,15 @@ export class MemoryMailboxStore
     return next;
   }
 
-  /** A dispatch became Queued (enqueue, nack, lease expiry): signal it and schedule its republish. */
-  #enteredQueued(d: RunDispatch): void {
+  /**
+   * A dispatch became Queued (enqueue, nack, lease expiry): signal it (unless `quiet`: an enqueue onto a
+   * thread that holds a claim, whose holder claims the thread's next dispatch when its run ends) and
+   * schedule its republish.
+   */
+  #enteredQueued(d: RunDispatch, quiet = false): void {
     if (this.#signals === null) return;
     const ref = { thread_id: d.thread_id, dispatch_id: d.dispatch_id };
-    this.#signals.publishNow([ref]);
+    if (!quiet) this.#signals.publishNow([ref]);
     this.#republish.set(ref, Math.max(d.available_at, Date.now() + this.#options.republishAfterMs));
   }
 }
