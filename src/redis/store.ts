@@ -1020,11 +1020,7 @@ export class RedisMailboxStore
     scriptArgs: readonly string[],
   ): Promise<unknown[]> {
     const keys = [this.#keys.prefix, ...extraKeys];
-    const flags = [
-      this.#signalFlags,
-      String(Date.now()),
-      String(this.#republishAfterMs),
-    ];
+    const flags = [this.#signalFlags, String(Date.now()), String(this.#republishAfterMs)];
     const reply = await this.#io(() => this.#scripts.eval(name, keys, [...flags, ...scriptArgs]));
     return unwrapReply(name, reply);
   }

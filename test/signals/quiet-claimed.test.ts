@@ -14,7 +14,7 @@ import { MemoryMailboxStore } from '../../src/memory/index.js';
 import { createMailboxStore } from '../../src/redis/index.js';
 import { natsUrl, redisUrl, testNamespace } from '../support/servers.js';
 
-const REPUBLISH_MS = 1000;
+const REPUBLISH_MS = 2000;
 const SWEEP_MS = 100;
 /** Clock slack for "not before X ms" checks (timer and Date.now rounding). */
 const SLACK_MS = 5;
