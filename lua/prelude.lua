@@ -14,8 +14,6 @@ local KEYS, ARGV
 local PREFIX, K_COUNTS, K_LEASES, K_TERMINAL, K_QTHREADS, K_DUE, K_STREAM, K_DRAINED
 -- '1' when the Redis Streams transport is active: a script that makes a dispatch claimable XADDs its signal.
 local SIGNAL_STREAM
--- Set ('q' after the flag) when an enqueue onto a thread that holds a claim gets no signal (see `enter`).
-local QUIET_CLAIMED
 -- Wall clock (ms) of the caller and republish delay, only for signal bookkeeping (never for state).
 local SIGNAL_WALL, REPUBLISH_MS
 -- Priority and created_at never change after enqueue, so a record's order key is computed once per call.
@@ -65,9 +63,7 @@ local function begin(keys, argv)
     K_COUNTS, K_LEASES, K_TERMINAL = p .. 'cnt', p .. 'lease', p .. 'term'
     K_QTHREADS, K_DUE, K_STREAM, K_DRAINED = p .. 'qthreads', p .. 'due', p .. 'sig:stream', p .. 'drained'
   end
-  local flags = argv[1]
-  SIGNAL_STREAM = flags == '1' or flags == '1q'
-  QUIET_CLAIMED = flags == '0q' or flags == '1q'
+  SIGNAL_STREAM = argv[1] == '1'
   SIGNAL_WALL = int(argv[2]) or 0
   REPUBLISH_MS = int(argv[3]) or 0
   ORDER_KEYS = {}
@@ -504,11 +500,7 @@ end
 -- Add r to the indexes of its (new) status. A Queued dispatch goes to the ready set when it is available
 -- at `now` (number), or, for enqueue which has no `now`, at its own updated_at; otherwise to waiting. The
 -- ready set is only a hint: claim re-checks available_at and moves an early entry back to waiting.
--- With `quiet_if_claimed` (enqueue) and the store's `quietClaimedThreads`, a Queued dispatch whose thread
--- holds a claim gets no signal: the claim's holder takes the thread's next dispatch when its run ends (a
--- chained completion, or the claim a worker makes after any outcome), and the sweeper republishes it once
--- due should that not happen. Answers false when it withheld the signal so.
-local function enter(r, now, quiet_if_claimed)
+local function enter(r, now)
   local s, t, okey = r.status, r.thread_id, order_key(r)
   redis.call('ZADD', k_status(s, t), '0', okey)
   count(s, 1)
@@ -526,9 +518,6 @@ local function enter(r, now, quiet_if_claimed)
     -- Signalled now (below or by the caller), so the sweeper owes it a republish only once it is
     -- available and the last signal is older than the republish delay.
     redis.call('ZADD', K_DUE, num(math.max(avail, SIGNAL_WALL + REPUBLISH_MS)), r.dispatch_id)
-    if quiet_if_claimed and QUIET_CLAIMED and redis.call('ZCARD', k_status('Claimed', t)) > 0 then
-      return false
-    end
     signal(r)
   elseif s == 'Claimed' then
     redis.call('ZADD', K_LEASES, r.lease_until, r.dispatch_id)
@@ -838,9 +827,8 @@ end
 -- then field/value pairs for dedupe_key and last_error when not null (all validated by the caller). Status
 -- and epoch are set here. The record is written straight from ARGV with the field names as constants: a
 -- table built from field/value pairs and flattened again, and the names sent with every call, cost Redis
--- ~13 % of an enqueue (callgrind). Answers {'ok'}, or {'ok', 'quiet'} when the thread holds a claim and
--- the dispatch got no signal (see `enter`; the JetStream caller then publishes none either); raises
--- AlreadyExists("dedupe_key=<key>") / AlreadyExists(<dispatch_id>) before writing anything.
+-- ~13 % of an enqueue (callgrind). Answers {'ok'}; raises AlreadyExists("dedupe_key=<key>") /
+-- AlreadyExists(<dispatch_id>) before writing anything.
 local function enqueue_at(base, last)
   local id, t = ARGV[base + 1], ARGV[base + 2]
   local dedupe = nil
@@ -879,11 +867,10 @@ local function enqueue_at(base, last)
   redis.call('HINCRBY', k_th, 'n', '1')
   if dedupe ~= nil then redis.call('HSET', k_dd, dedupe, id) end
   -- What `enter` reads of a Queued record.
-  local signalled = enter({
+  enter({
     dispatch_id = id, thread_id = t, status = 'Queued', priority = ARGV[base + 4], available_at = ARGV[base + 5],
     created_at = ARGV[base + 8], updated_at = ARGV[base + 9],
-  }, nil, true)
-  if signalled == false then return { 'ok', 'quiet' } end
+  }, nil)
   return { 'ok' }
 end
 

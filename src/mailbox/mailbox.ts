@@ -993,9 +993,6 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
           this.#kick(d.thread_id);
         } else if (d.status === 'DeadLetter') {
           this.#emit('deadLettered', d, d.last_error ?? 'lease expired; max attempts reached');
-          // The thread's claim is gone: what was enqueued behind it got no signal (stores leave a thread
-          // that holds a claim to its holder), so its next dispatch is tried here.
-          this.#kick(d.thread_id);
         }
       }
       if (reclaimed.length < RECLAIM_BATCH) break;

@@ -18,11 +18,6 @@ export interface MemoryMailboxStoreOptions {
   liveAckTimeoutMs?: number;
   /** Live commands one subscriber may have waiting unread; more resolve `NoSubscriber` (default 256). */
   liveBufferSize?: number;
-  /**
-   * An enqueue onto a thread that holds a claim publishes no signal (default false), as the Redis store's
-   * option of the same name: the claim's holder (a Mailbox) takes the thread's next dispatch when its run ends.
-   */
-  quietClaimedThreads?: boolean;
 }
 
 export const DEFAULT_SWEEP_INTERVAL_MS = 5000;
@@ -50,12 +45,8 @@ export function resolveMemoryOptions(options: unknown): ResolvedMemoryOptions {
   if (o.signals !== undefined && typeof o.signals !== 'boolean') {
     throw StorageError.validation('signals must be a boolean');
   }
-  if (o.quietClaimedThreads !== undefined && typeof o.quietClaimedThreads !== 'boolean') {
-    throw StorageError.validation('quietClaimedThreads must be a boolean');
-  }
   return {
     signals: o.signals ?? true,
-    quietClaimedThreads: o.quietClaimedThreads ?? false,
     sweepIntervalMs: positiveInt('sweepIntervalMs', o.sweepIntervalMs, DEFAULT_SWEEP_INTERVAL_MS, MAX_MS),
     republishAfterMs: positiveInt('republishAfterMs', o.republishAfterMs, DEFAULT_REPUBLISH_AFTER_MS, MAX_MS),
     sweepBatchSize: positiveInt('sweepBatchSize', o.sweepBatchSize, DEFAULT_SWEEP_BATCH_SIZE, MAX_COUNT),

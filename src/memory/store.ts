@@ -154,12 +154,7 @@ export class MemoryMailboxStore
     };
     validateForPersist(next);
     this.#table.insert(next);
-    // With `quietClaimedThreads`, a thread holding a claim gets no signal: its holder takes the next dispatch
-    // when the run ends (see `#enteredQueued`); the republish schedule still covers it.
-    this.#enteredQueued(
-      next,
-      this.#options.quietClaimedThreads && (this.#table.thread(next.thread_id)?.size('Claimed') ?? 0) > 0,
-    );
+    this.#enteredQueued(next);
   }
 
   async claim(
@@ -867,15 +862,11 @@ export class MemoryMailboxStore
     return next;
   }
 
-  /**
-   * A dispatch became Queued (enqueue, nack, lease expiry): signal it (unless `quiet`: an enqueue onto a
-   * thread that holds a claim, whose holder claims the thread's next dispatch when its run ends) and
-   * schedule its republish.
-   */
-  #enteredQueued(d: RunDispatch, quiet = false): void {
+  /** A dispatch became Queued (enqueue, nack, lease expiry): signal it and schedule its republish. */
+  #enteredQueued(d: RunDispatch): void {
     if (this.#signals === null) return;
     const ref = { thread_id: d.thread_id, dispatch_id: d.dispatch_id };
-    if (!quiet) this.#signals.publishNow([ref]);
+    this.#signals.publishNow([ref]);
     this.#republish.set(ref, Math.max(d.available_at, Date.now() + this.#options.republishAfterMs));
   }
 }

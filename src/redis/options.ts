@@ -67,14 +67,6 @@ export interface CreateMailboxStoreOptions {
   sweepIntervalMs?: number;
   /** A Queued, available dispatch is signalled again when its last signal is older than this (default 30000). */
   republishAfterMs?: number;
-  /**
-   * An enqueue onto a thread that holds a claim publishes no signal (default false: every enqueue does).
-   * Only the claim's holder can run the thread's next dispatch, and a Mailbox does so when its run ends
-   * (the completion's chained claim, or a claim after any other outcome), so the signal would only be
-   * pulled, found blocked and acked. Safe when every consumer of the namespace is a Mailbox or follows that
-   * rule; otherwise such a dispatch waits for the sweeper (`republishAfterMs`). Requeues are always signalled.
-   */
-  quietClaimedThreads?: boolean;
   logger?: Logger;
 }
 
@@ -159,7 +151,6 @@ const optionsSchema = z.strictObject({
   natsOptions: plainObject.optional(),
   sweepIntervalMs: positiveMs.optional(),
   republishAfterMs: positiveMs.optional(),
-  quietClaimedThreads: z.boolean({ error: 'must be a boolean' }).optional(),
   logger: plainObject.optional(),
 });
 
@@ -237,7 +228,6 @@ export interface ResolvedOptions {
   natsOptions: Partial<NodeConnectionOptions>;
   sweepIntervalMs: number;
   republishAfterMs: number;
-  quietClaimedThreads: boolean;
   logger: Logger;
 }
 
@@ -289,7 +279,6 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     natsOptions: (o.natsOptions ?? {}) as Partial<NodeConnectionOptions>,
     sweepIntervalMs: o.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS,
     republishAfterMs: o.republishAfterMs ?? DEFAULT_REPUBLISH_AFTER_MS,
-    quietClaimedThreads: o.quietClaimedThreads ?? false,
     logger: (o.logger ?? {}) as Logger,
   };
 }

@@ -50,7 +50,7 @@ import {
   type IndexEntry,
 } from './partitions.js';
 import { unwrapReply, type ScriptRunner } from './scripts.js';
-import { RedisMailboxStore, signalFlags, type RedisMailboxStoreParts, type Stoppable } from './store.js';
+import { RedisMailboxStore, type RedisMailboxStoreParts, type Stoppable } from './store.js';
 
 export interface PartitionedStoreParts extends RedisMailboxStoreParts {
   /** The shared connection: a single-server client or a Cluster. */
@@ -133,7 +133,7 @@ export class PartitionedRedisMailboxStore extends RedisMailboxStore {
     this.#namespace = parts.keys.namespace;
     this.#transportRef = parts.transport;
     this.#scripts = parts.scripts;
-    this.#signalFlag = signalFlags(parts.signals, parts.quietClaimedThreads ?? false);
+    this.#signalFlag = parts.signals === 'redis-streams' ? '1' : '0';
     this.#republishAfterMs = parts.republishAfterMs;
   }
 

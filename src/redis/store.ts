@@ -82,8 +82,6 @@ export interface RedisMailboxStoreParts {
   live: LiveChannel;
   commandTimeoutMs: number;
   republishAfterMs: number;
-  /** See `CreateMailboxStoreOptions.quietClaimedThreads` (default false). */
-  quietClaimedThreads?: boolean;
   /** Strings to redact from error messages (passwords, tokens). */
   secrets: readonly string[];
   logger?: Logger;
@@ -113,16 +111,6 @@ function claimTokenArg(claimToken: unknown, name = 'claim_token'): string {
 export const ENQUEUE_BATCH = 32;
 /** Most chained completions (`completeAndClaimNext`) one script call carries; see `#callBatch`. */
 export const COMPLETE_BATCH = 16;
-/** The enqueue script's answer when it withheld the dispatch's signal (its thread holds a claim). */
-const QUIET = 'quiet';
-
-/**
- * The first argument of every prelude script: `1` when the scripts XADD Redis Streams signals, else `0`;
- * followed by `q` when an enqueue onto a thread that holds a claim gets no signal (`quietClaimedThreads`).
- */
-export function signalFlags(signals: SignalsMode, quietClaimedThreads: boolean): string {
-  return (signals === 'redis-streams' ? '1' : '0') + (quietClaimedThreads ? 'q' : '');
-}
 
 /** Claimed dispatches read per round trip by `listClaimedByRunId`. */
 const CLAIMED_SCAN_BATCH = 500;
@@ -155,8 +143,6 @@ export class RedisMailboxStore
   /** The connection times out every command within `#timeoutMs` itself (connections the store opened). */
   readonly #clientTimesOut: boolean;
   readonly #republishAfterMs: number;
-  /** The scripts' first argument: see `signalFlags`. */
-  readonly #signalFlags: string;
   readonly #secrets: readonly string[];
   readonly #logger: Logger;
   readonly #release: (() => Promise<void>)[];
@@ -188,7 +174,6 @@ export class RedisMailboxStore
     this.#clientTimesOut =
       typeof clientTimeout === 'number' && clientTimeout > 0 && clientTimeout <= parts.commandTimeoutMs;
     this.#republishAfterMs = parts.republishAfterMs;
-    this.#signalFlags = signalFlags(parts.signals, parts.quietClaimedThreads ?? false);
     this.#secrets = parts.secrets;
     this.#logger = parts.logger ?? silentLogger;
     this.#release = parts.release ?? [];
@@ -229,10 +214,6 @@ export class RedisMailboxStore
    * Enqueues made in one turn of the event loop are sent together (`enqueue_many`) once the turn ends, so a
    * call made later in that turn without awaiting this one (a `cancel`, a `claim`) may reach Redis first:
    * await the enqueue before a call that depends on it.
-   *
-   * With `quietClaimedThreads`, a dispatch enqueued while its thread holds a claim gets no signal (the
-   * script answers `quiet`): the claim's holder takes the thread's next dispatch when its run ends, and the
-   * sweeper republishes it once due should that not happen.
    */
   async enqueue(dispatch: RunDispatchInput): Promise<void> {
     const d = args.dispatchForEnqueue(dispatch);
@@ -240,8 +221,7 @@ export class RedisMailboxStore
       const value = d[field];
       if (value !== null) wellFormed(field, value);
     }
-    const reply = await this.#enqueues.add(enqueueArgs(d));
-    if (reply[0] === QUIET) return;
+    await this.#enqueues.add(enqueueArgs(d));
     await this.#published([{ thread_id: d.thread_id, dispatch_id: d.dispatch_id }]);
   }
 
@@ -1020,7 +1000,11 @@ export class RedisMailboxStore
     scriptArgs: readonly string[],
   ): Promise<unknown[]> {
     const keys = [this.#keys.prefix, ...extraKeys];
-    const flags = [this.#signalFlags, String(Date.now()), String(this.#republishAfterMs)];
+    const flags = [
+      this.#signals === 'redis-streams' ? '1' : '0',
+      String(Date.now()),
+      String(this.#republishAfterMs),
+    ];
     const reply = await this.#io(() => this.#scripts.eval(name, keys, [...flags, ...scriptArgs]));
     return unwrapReply(name, reply);
   }
