@@ -79,6 +79,7 @@ import type { DispatchSignalReceipt } from '../contract/types.js';
 import { decodeSegment, encodeSegment, idBytes } from '../live/subjects.js';
 import { BoundedMap } from '../util/bounded-map.js';
 import { silentLogger, type Logger } from '../util/logger.js';
+import { teardownWithRetry } from './teardown.js';
 import type { RawSignal, SignalRef, SignalTransport } from './transport.js';
 
 export const DEFAULT_ACK_WAIT_MS = 30_000;
@@ -594,19 +595,16 @@ class JetStreamSignalTransport implements SignalTransport {
       throw StorageError.validation('destroy() refuses to delete the shared DISPATCH stream: no namespace');
     }
     await this.close();
-    try {
-      await this.#jsm.consumers.delete(this.streamName, SIGNAL_CONSUMER_NAME);
-    } catch (err) {
-      if (!isApiError(err, 10014) && !isApiError(err, 10059)) {
-        throw StorageError.io(`deleting consumer of ${this.streamName} failed: ${errorText(err)}`);
-      }
-    }
-    try {
-      await this.#jsm.streams.delete(this.streamName);
-    } catch (err) {
-      if (!isApiError(err, 10059))
-        throw StorageError.io(`deleting ${this.streamName} failed: ${errorText(err)}`);
-    }
+    await teardownWithRetry(
+      `deleting consumer of ${this.streamName}`,
+      () => this.#jsm.consumers.delete(this.streamName, SIGNAL_CONSUMER_NAME),
+      (err) => isApiError(err, 10014) || isApiError(err, 10059),
+    );
+    await teardownWithRetry(
+      `deleting ${this.streamName}`,
+      () => this.#jsm.streams.delete(this.streamName),
+      (err) => isApiError(err, 10059),
+    );
   }
 
   /**
