@@ -173,6 +173,11 @@ function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
       String(BENCH_DEFAULTS.retryDelayMs),
     )
     .option(
+      '--live-linger-ms <ms>',
+      "how long a node keeps a thread's live subscription after its last run there (0: drop it at once)",
+      String(BENCH_DEFAULTS.liveLingerMs),
+    )
+    .option(
       '--drain-timeout <time>',
       'how long to wait for the last dispatches once submission is over',
       '120s',

@@ -25,6 +25,7 @@ const mailboxConfigSchema = z
     remoteCancelPollMs: positiveInt,
     stopGraceMs: positiveInt,
     idlePollIntervalMs: positiveInt,
+    liveSubscriptionLingerMs: z.number().int().min(0),
   })
   .partial();
 

@@ -3,6 +3,7 @@
  * value is a `StorageError` of kind Validation naming the option.
  */
 import { StorageError } from '../contract/errors.js';
+import { DEFAULT_MAILBOX_CONFIG } from '../mailbox/config.js';
 import { MAX_PARTITIONS } from '../redis/keys.js';
 import { defaultNatsUrl, defaultRedisUrl } from './backend.js';
 import type { SignalsKind } from './backend.js';
@@ -51,6 +52,8 @@ export interface BenchOptions {
   leaseMs: number;
   maxAttempts: number;
   retryDelayMs: number;
+  /** The Mailboxes' `liveSubscriptionLingerMs`. */
+  liveLingerMs: number;
   /** How long to wait for the last dispatches to finish once submission is over. */
   drainTimeoutMs: number;
   json: boolean;
@@ -91,6 +94,7 @@ export interface RawBenchOptions {
   leaseMs?: string;
   maxAttempts?: string;
   retryDelayMs?: string;
+  liveLingerMs?: string;
   drainTimeout?: string;
   json?: boolean;
   report?: string;
@@ -114,6 +118,7 @@ export const BENCH_DEFAULTS = {
   leaseMs: 2000,
   maxAttempts: 5,
   retryDelayMs: 50,
+  liveLingerMs: DEFAULT_MAILBOX_CONFIG.liveSubscriptionLingerMs,
   drainTimeoutMs: 120_000,
 } as const;
 
@@ -300,6 +305,7 @@ export function parseBenchOptions(raw: RawBenchOptions, env: NodeJS.ProcessEnv =
     leaseMs: integer('lease-ms', raw.leaseMs, BENCH_DEFAULTS.leaseMs, 100, 3_600_000),
     maxAttempts: integer('max-attempts', raw.maxAttempts, BENCH_DEFAULTS.maxAttempts, 1, 1000),
     retryDelayMs: integer('retry-delay-ms', raw.retryDelayMs, BENCH_DEFAULTS.retryDelayMs, 1, 3_600_000),
+    liveLingerMs: integer('live-linger-ms', raw.liveLingerMs, BENCH_DEFAULTS.liveLingerMs, 0, 3_600_000),
     drainTimeoutMs:
       raw.drainTimeout !== undefined
         ? parseDurationMs('drain-timeout', raw.drainTimeout)

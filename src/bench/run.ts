@@ -76,6 +76,7 @@ export function benchMailboxConfig(opts: BenchOptions): Partial<MailboxConfig> {
     stopGraceMs: 2000,
     // Stores without signals (memory): idle threads are polled for work this often.
     idlePollIntervalMs: 5,
+    liveSubscriptionLingerMs: opts.liveLingerMs,
   };
 }
 

@@ -30,6 +30,8 @@ export interface ThreadRunsLive {
    * or a stream for it is already open): open one of its own then.
    */
   openRun(target: LiveRunTarget): LiveRunCommandStream | null;
+  /** Whether it is closed (by `close`, or because its connection or the server ended the subscription). */
+  readonly closed: boolean;
   /** Unsubscribe; open run streams end. Idempotent. */
   close(): Promise<void>;
 }

@@ -9,8 +9,9 @@
  * other run subject of the thread: while `holdsThread()` (this node's run holds the thread's one claim), no
  * other node can run a target of the thread, so it is answered with the server's own "no responders" status
  * (503), which requesters report as `NoSubscriber` at once, as if nobody subscribed. Otherwise (between two
- * runs, or after this node's claim ended) it is left unanswered: another node may already run that target and
- * answer it; if none does, the requester times out into `NoSubscriber`, never a wrong `Delivered`.
+ * runs, after this node's claim ended, while the subscription lingers after the thread's last run here) it is
+ * left unanswered: another node may already run that target and answer it; if none does, the requester times
+ * out into `NoSubscriber`, never a wrong `Delivered`.
  */
 import type { Msg, Subscription } from '@nats-io/nats-core';
 import type { LiveRunCommandStream, LiveRunTarget } from '../contract/types.js';
@@ -54,8 +55,12 @@ export class NatsThreadRuns implements ThreadRunsLive {
     );
   }
 
+  get closed(): boolean {
+    return this.#closing !== null || this.#sub.isClosed();
+  }
+
   openRun(target: LiveRunTarget): LiveRunCommandStream | null {
-    if (this.#closing !== null || this.#sub.isClosed()) return null;
+    if (this.closed) return null;
     const subject = targetLiveSubject(this.#o.prefix, target);
     if (!subject.startsWith(this.#runsPrefix) || this.#runs.has(subject)) return null;
     const stream: NatsLiveStream = new NatsLiveStream(

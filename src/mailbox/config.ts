@@ -43,6 +43,7 @@ export const DEFAULT_MAILBOX_CONFIG: Readonly<MailboxConfig> = Object.freeze({
   remoteCancelPollMs: 25,
   stopGraceMs: 10_000,
   idlePollIntervalMs: 1_000,
+  liveSubscriptionLingerMs: 2_000,
 });
 
 const ms = z.number().int().positive().max(MAX_TIMER_MS);
@@ -69,6 +70,7 @@ const overridesSchema = z
     remoteCancelPollMs: ms,
     stopGraceMs: ms,
     idlePollIntervalMs: ms,
+    liveSubscriptionLingerMs: z.number().int().min(0).max(MAX_TIMER_MS),
   })
   .partial();
 

@@ -161,10 +161,15 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
         ? 'interrupt'
         : 'cancel';
     // A thread is held here while its worker's run executes with its lease intact (see thread-live.ts).
-    this.#live = new RunLiveChannels(store, this.#logger, (threadId) => {
-      const run = this.#workers.get(threadId)?.run;
-      return run != null && !run.leaseLost;
-    });
+    this.#live = new RunLiveChannels(
+      store,
+      this.#logger,
+      (threadId) => {
+        const run = this.#workers.get(threadId)?.run;
+        return run != null && !run.leaseLost;
+      },
+      this.config.liveSubscriptionLingerMs,
+    );
     this.#deps = {
       store,
       executor: executor as Executor,

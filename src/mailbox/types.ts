@@ -94,6 +94,17 @@ export interface MailboxConfig {
   stopGraceMs: number;
   /** Without dispatch signals (memory store): how often idle threads are polled for due work. */
   idlePollIntervalMs: number;
+  /**
+   * With live commands over NATS: how long a thread's live subscription is kept once this node has nothing
+   * of the thread to run (its last run ended, or a claim of the thread found nothing): default 2 000 ms, 0
+   * drops it at once. A thread whose next dispatch comes within it runs without a new SUB and its round trip.
+   * A lingering subscription answers no command; so while one lingers anywhere, a command to a run of that
+   * thread that nobody runs any more (its node crashed holding the claim, say) is answered `NoSubscriber`
+   * after the store's live request timeout (`liveRequestTimeoutMs`, 5 s) instead of at once: `cancel`,
+   * `interrupt`, `sendMessages` and `sendDecision` aimed at such a claim take that long to fall back. At most
+   * 4 096 subscriptions linger per Mailbox (the one idle longest goes first); `stop()` drops them.
+   */
+  liveSubscriptionLingerMs: number;
 }
 
 export interface SubmitRequest {

@@ -356,7 +356,7 @@ export function defineMailboxSuite(kind: BackendKind): void {
         await loadStatus(store!, exec.dispatchId, 'Acked');
         expect(exec.commands).toEqual([{ Messages: [msg(i)] }]);
       }
-      // The thread is idle on this node: nothing of it stays subscribed.
+      // The thread is idle on this node: nothing of it stays subscribed once its linger period is over.
       if (backend!.distributed)
         await eventually('thread subscription closed', () => opened.threadClosed === 1);
       // (A request racing the UNSUB on the server may still wait out its timeout once: ask again then.)

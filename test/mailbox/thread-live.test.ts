@@ -1,9 +1,10 @@
 /**
  * The thread subscription a node keeps for the runs of a thread it runs (stores with `openThreadRuns`, the
  * Redis store with NATS): taken as the claim of an idle thread is sent, so that its round trip overlaps the
- * claim's, shared by the run the claim starts, and dropped when the claim finds nothing. A memory store stands
- * in, with a counting `openThreadRuns` whose subscription serves no run itself (each run then opens its own
- * channel, as a NATS subscription does for targets it cannot serve).
+ * claim's, shared by the run the claim starts, and dropped when the claim finds nothing (without a linger
+ * period) or once it lingered `liveSubscriptionLingerMs` unused. A memory store stands in, with a counting
+ * `openThreadRuns` whose subscription serves no run itself (each run then opens its own channel, as a NATS
+ * subscription does for targets it cannot serve).
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { queuedDispatch } from '../../src/contract/helpers.js';
@@ -27,10 +28,15 @@ function withThreadRuns(store: MemoryMailboxStore): Subscriptions {
   };
   target.openThreadRuns = (threadId) => {
     subs.opened.push(threadId);
+    let closed = false;
     return Promise.resolve({
       openRun: () => null,
+      get closed() {
+        return closed;
+      },
       close: () => {
-        subs.closed.push(threadId);
+        if (!closed) subs.closed.push(threadId);
+        closed = true;
         return Promise.resolve();
       },
     });
@@ -46,13 +52,13 @@ describe('the thread subscription of a claim', () => {
     await Promise.all(mailboxes.splice(0).map((m) => m.stop()));
   });
 
-  function open(store: MemoryMailboxStore, idlePollIntervalMs = HOUR): Mailbox {
+  function open(store: MemoryMailboxStore, idlePollIntervalMs = HOUR, liveSubscriptionLingerMs = 0): Mailbox {
     const mailbox = new Mailbox({
       store,
       executor: async () => ({ kind: 'completed' }),
       consumerId: 'node',
       logger: {},
-      config: { idlePollIntervalMs, sweepIntervalMs: HOUR },
+      config: { idlePollIntervalMs, sweepIntervalMs: HOUR, liveSubscriptionLingerMs },
     });
     mailboxes.push(mailbox);
     return mailbox;
@@ -100,5 +106,32 @@ describe('the thread subscription of a claim', () => {
     );
     expect(mailbox.activeRuns).toBe(0);
     expect((await store.loadDispatch('d-later'))?.status).toBe('Queued');
+  });
+
+  it("lingers after the thread's last run here, and the thread's next dispatch runs on it", async () => {
+    const store = new MemoryMailboxStore({ signals: false });
+    const subs = withThreadRuns(store);
+    const mailbox = open(store, HOUR, HOUR);
+    await mailbox.start();
+    const first = await mailbox.submitBackground({ threadId: 'steady', runId: 'r1' });
+    await loadStatus(store, first.dispatchId, 'Acked');
+    const second = await mailbox.submitBackground({ threadId: 'steady', runId: 'r2' });
+    await loadStatus(store, second.dispatchId, 'Acked');
+    expect(count(subs.opened, 'steady')).toBe(1);
+    expect(count(subs.closed, 'steady')).toBe(0);
+    // Stopping drops what lingers.
+    await mailbox.stop();
+    expect(count(subs.closed, 'steady')).toBe(1);
+  });
+
+  it('is dropped once it lingered the configured time unused', async () => {
+    const store = new MemoryMailboxStore({ signals: false });
+    const subs = withThreadRuns(store);
+    const mailbox = open(store, HOUR, 100);
+    await mailbox.start();
+    const { dispatchId } = await mailbox.submitBackground({ threadId: 'once', runId: 'r1' });
+    await loadStatus(store, dispatchId, 'Acked');
+    await eventually('the lingering subscription dropped', () => count(subs.closed, 'once') === 1);
+    expect(count(subs.opened, 'once')).toBe(1);
   });
 });

@@ -47,6 +47,7 @@ describe('config', () => {
       remoteCancelPollMs: 25,
       stopGraceMs: 10_000,
       idlePollIntervalMs: 1_000,
+      liveSubscriptionLingerMs: 2_000,
     });
     expect(resolveMailboxConfig()).toEqual(DEFAULT_MAILBOX_CONFIG);
   });
@@ -54,6 +55,7 @@ describe('config', () => {
   it('takes overrides and derives the renewal interval from a short lease', () => {
     expect(resolveMailboxConfig({ leaseMs: 1_500 }).leaseRenewalIntervalMs).toBe(500);
     expect(resolveMailboxConfig({ leaseMs: 90_000 }).leaseRenewalIntervalMs).toBe(10_000);
+    expect(resolveMailboxConfig({ liveSubscriptionLingerMs: 0 }).liveSubscriptionLingerMs).toBe(0);
     expect(resolveMailboxConfig({ leaseMs: 2_000, leaseRenewalIntervalMs: 100 }).leaseRenewalIntervalMs).toBe(
       100,
     );
@@ -68,6 +70,8 @@ describe('config', () => {
     [{ signalNackBaseDelayMs: 40_000 }, 'config.signalNackBaseDelayMs'],
     [{ lease: 5 }, 'config'],
     [{ stopGraceMs: 2 ** 40 }, 'config.stopGraceMs'],
+    [{ liveSubscriptionLingerMs: -1 }, 'config.liveSubscriptionLingerMs'],
+    [{ liveSubscriptionLingerMs: 0.5 }, 'config.liveSubscriptionLingerMs'],
   ])('rejects %j naming %s', (bad, field) => {
     let caught: unknown;
     try {
