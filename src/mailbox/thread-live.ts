@@ -63,12 +63,7 @@ export class RunLiveChannels {
   /** Whether runs get live channels at all (see the module comment); fixed for the store's life. */
   readonly enabled: boolean;
 
-  constructor(
-    store: MailboxStore,
-    logger: Logger,
-    holdsThread: (threadId: string) => boolean,
-    lingerMs = 0,
-  ) {
+  constructor(store: MailboxStore, logger: Logger, holdsThread: (threadId: string) => boolean, lingerMs = 0) {
     this.#store = store;
     this.enabled = hasLiveCommands(store);
     this.#logger = logger;

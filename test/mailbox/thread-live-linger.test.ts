@@ -110,11 +110,14 @@ describe('lingering thread subscriptions', () => {
     for (const round of [1, 2, 3]) {
       await live.open(target(`idle-${round}`));
       live.release(`idle-${round}`);
-      await eventually(`idle-${round} dropped`, () => subs.find((s) => s.threadId === `idle-${round}`)?.closed);
+      await eventually(
+        `idle-${round} dropped`,
+        () => subs.find((s) => s.threadId === `idle-${round}`)?.closed,
+      );
     }
-    expect(subs.filter((s) => s.threadId === 'reused' || s.threadId === 'running').map((s) => s.closed)).toEqual(
-      [false, false],
-    );
+    expect(
+      subs.filter((s) => s.threadId === 'reused' || s.threadId === 'running').map((s) => s.closed),
+    ).toEqual([false, false]);
     expect(live.lingeringThreads).toBe(0);
     await live.closeIdle(() => false);
   });
