@@ -132,6 +132,15 @@ export const behaviours = {
         ? { kind: 'completed', status: 'done', termination: { type: 'cancelled' } }
         : { kind: 'completed', status: 'done', termination: { type: 'natural_end' } };
     },
+  /** Ends once the run received a live command (the recorder acks and keeps it), or after `maxMs`. */
+  untilCommanded:
+    (maxMs = 10_000): Behaviour =>
+    async (ctx, exec) => {
+      for (let waited = 0; exec.commands.length === 0 && waited < maxMs; waited += 10) {
+        await abortableSleep(10, ctx.signal);
+      }
+      return { kind: 'completed', status: 'done', termination: { type: 'natural_end' } };
+    },
   /** Ignores its AbortSignal entirely for `ms`. */
   stubborn:
     (ms: number): Behaviour =>

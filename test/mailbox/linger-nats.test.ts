@@ -6,12 +6,12 @@
  * into `NoSubscriber`, never `Delivered`), and stopping the Mailbox drops it.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import type { LiveRunCommand, Message } from '../../src/contract/types.js';
-import { Mailbox } from '../../src/mailbox/index.js';
+import type { Message } from '../../src/contract/types.js';
+import type { Mailbox } from '../../src/mailbox/index.js';
 import { createMailboxStore, type RedisMailboxStore } from '../../src/redis/index.js';
 import { natsUrl, redisUrl } from '../support/servers.js';
 import { openFixture, type RedisFixture } from '../redis/helpers.js';
-import { loadStatus } from './harness.js';
+import { Recorder, behaviours, loadStatus, newMailbox } from './harness.js';
 import { eventually } from './wait.js';
 
 const HOUR = 3_600_000;
@@ -56,24 +56,14 @@ describe('a lingering thread subscription on NATS', () => {
     });
     closers.push(() => producer.close());
     const subs = countThreadSubscriptions(node.store);
-    const received: LiveRunCommand[] = [];
-    let reading = false;
-    const mailbox = new Mailbox({
-      store: node.store,
-      executor: async (ctx) => {
-        if (ctx.dispatch.run_id !== 'second') return { kind: 'completed' };
-        reading = true;
-        for await (const entry of ctx.commands) {
-          received.push(entry.command);
-          await entry.receipt.ack();
-          break;
-        }
-        return { kind: 'completed' };
-      },
-      consumerId: 'node',
-      logger: {},
-      config: { sweepIntervalMs: HOUR, liveSubscriptionLingerMs: HOUR },
-    });
+    const recorder = new Recorder().on('second', behaviours.untilCommanded());
+    const mailbox = newMailbox(
+      node.store,
+      recorder,
+      'node',
+      { sweepIntervalMs: HOUR, liveSubscriptionLingerMs: HOUR },
+      { logger: {} },
+    );
     mailboxes.push(mailbox);
     await mailbox.start();
 
@@ -83,7 +73,8 @@ describe('a lingering thread subscription on NATS', () => {
 
     const second = await mailbox.submitBackground({ threadId: 'steady', runId: 'second' });
     const secondTarget = { thread_id: 'steady', run_id: 'second', dispatch_id: second.dispatchId };
-    await eventually('the second run reads its commands', () => reading);
+    // The recorder reads a run's commands from its start.
+    const secondRun = await eventually('the second run to start', () => recorder.ofRun('second')[0]);
     // The current run holds the thread: a command to the earlier run is refused at once.
     const started = performance.now();
     expect(await producer.deliverLiveTo(firstTarget, 'Cancel')).toBe('NoSubscriber');
@@ -91,7 +82,7 @@ describe('a lingering thread subscription on NATS', () => {
     const msg: Message = { id: 'm-1', role: 'user', content: [{ type: 'text', text: 'hello' }] };
     expect(await producer.deliverLiveTo(secondTarget, { Messages: [msg] })).toBe('Delivered');
     await loadStatus(node.store, second.dispatchId, 'Acked');
-    expect(received).toEqual([{ Messages: [msg] }]);
+    expect(secondRun.commands).toEqual([{ Messages: [msg] }]);
     // Both runs on one subscription, which is still there.
     expect(subs).toEqual({ opened: 1, closed: 0 });
 
@@ -100,7 +91,7 @@ describe('a lingering thread subscription on NATS', () => {
     const asked = performance.now();
     expect(await producer.deliverLiveTo(secondTarget, { Messages: [msg] })).toBe('NoSubscriber');
     expect(performance.now() - asked).toBeGreaterThanOrEqual(REQUEST_TIMEOUT_MS - 50);
-    expect(received).toHaveLength(1);
+    expect(secondRun.commands).toHaveLength(1);
     expect(subs).toEqual({ opened: 1, closed: 0 });
 
     await mailbox.stop();

@@ -4,12 +4,12 @@
  * while steering a run from its own node still reaches the executor.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import type { LiveRunCommand, LiveRunTarget, Message } from '../../src/contract/types.js';
-import { Mailbox } from '../../src/mailbox/index.js';
+import type { LiveRunTarget, Message } from '../../src/contract/types.js';
+import type { Mailbox } from '../../src/mailbox/index.js';
 import type { RedisMailboxStore } from '../../src/redis/index.js';
 import { natsUrl } from '../support/servers.js';
 import { openFixture, type RedisFixture } from '../redis/helpers.js';
-import { loadStatus } from './harness.js';
+import { Recorder, behaviours, loadStatus, newMailbox } from './harness.js';
 import { eventually } from './wait.js';
 
 const HOUR = 3_600_000;
@@ -57,25 +57,8 @@ describe('a Redis store without NATS', () => {
   it('gets no live channel per run from a Mailbox; a run on the same node is still steered', async () => {
     const fx = await fixture('no-live-runs');
     const seen = countChannels(fx.store);
-    const received: LiveRunCommand[] = [];
-    let steeredReading = false;
-    const mailbox = new Mailbox({
-      store: fx.store,
-      executor: async (ctx) => {
-        if (ctx.dispatch.run_id !== 'steered') return { kind: 'completed' };
-        // Set in the same turn as the loop below starts reading, as the suite's recorder does.
-        steeredReading = true;
-        for await (const entry of ctx.commands) {
-          received.push(entry.command);
-          await entry.receipt.ack();
-          break;
-        }
-        return { kind: 'completed' };
-      },
-      consumerId: 'node',
-      logger: {},
-      config: { sweepIntervalMs: HOUR },
-    });
+    const recorder = new Recorder().on('steered', behaviours.untilCommanded());
+    const mailbox = newMailbox(fx.store, recorder, 'node', { sweepIntervalMs: HOUR }, { logger: {} });
     mailboxes.push(mailbox);
     await mailbox.start();
 
@@ -83,10 +66,11 @@ describe('a Redis store without NATS', () => {
     const next = await mailbox.submitBackground({ threadId: 't', runId: 'after' });
     const other = await mailbox.submitBackground({ threadId: 'u', runId: 'elsewhere' });
     const msg: Message = { id: 'm-1', role: 'user', content: [{ type: 'text', text: 'hello' }] };
-    await eventually('the steered run reads its commands', () => steeredReading);
+    // The recorder reads a run's commands from its start.
+    const steeredRun = await eventually('the steered run to start', () => recorder.ofRun('steered')[0]);
     expect(await mailbox.sendMessages('t', [msg], { runId: 'steered' })).toBe('live');
     for (const { dispatchId } of [steered, next, other]) await loadStatus(fx.store, dispatchId, 'Acked');
-    expect(received).toEqual([{ Messages: [msg] }]);
+    expect(steeredRun.commands).toEqual([{ Messages: [msg] }]);
     expect(seen).toEqual({ runs: [], threads: [] });
   });
 });

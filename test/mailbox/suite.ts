@@ -294,13 +294,7 @@ export function defineMailboxSuite(kind: BackendKind): void {
 
     it('steers each run of a chain on one thread at its exact target; the thread’s other runs are not reached', async () => {
       // Each run ends once it received a command (or after 10 s, which fails the test).
-      const untilCommanded: Parameters<Recorder['on']>[1] = async (ctx, exec) => {
-        for (let waited = 0; exec.commands.length === 0 && waited < 10_000; waited += 10) {
-          await abortableSleep(10, ctx.signal);
-        }
-        return { kind: 'completed', status: 'done', termination: { type: 'natural_end' } };
-      };
-      const recorder = new Recorder(untilCommanded);
+      const recorder = new Recorder(behaviours.untilCommanded());
       const {
         stores: [store],
         nodes: [a],
