@@ -4,6 +4,7 @@
  * be refused as "temporarily unavailable" for a few seconds, and a cleanup that gives up then leaves the
  * stream behind.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { RequestError, TimeoutError } from '@nats-io/nats-core';
 import { JetStreamApiError } from '@nats-io/jetstream';
 import { StorageError } from '../contract/errors.js';
@@ -55,7 +56,7 @@ export async function teardownWithRetry(
         throw StorageError.io(`${what} failed${tries}: ${text}`);
       }
     }
-    await new Promise((r) => setTimeout(r, pause));
+    await sleep(pause);
     pause = Math.min(pause * 2, maxPause);
   }
 }

@@ -42,14 +42,19 @@ function fakeStore(): { store: MemoryMailboxStore; subs: Sub[] } {
   return { store, subs };
 }
 
+/** The live channels of a Mailbox that holds no thread, over a `fakeStore`. */
+function channels(lingerMs: number): { subs: Sub[]; live: RunLiveChannels } {
+  const { store, subs } = fakeStore();
+  return { subs, live: new RunLiveChannels(store, {}, () => false, lingerMs) };
+}
+
 const HOUR = 3_600_000;
 const target = (threadId: string) => ({ thread_id: threadId, run_id: `run-${threadId}`, dispatch_id: null });
 const settle = () => new Promise((r) => setImmediate(r));
 
 describe('lingering thread subscriptions', () => {
   it('keeps an idle one and reuses it when the thread runs again', async () => {
-    const { store, subs } = fakeStore();
-    const live = new RunLiveChannels(store, {}, () => false, HOUR);
+    const { subs, live } = channels(HOUR);
     await live.open(target('t'));
     live.release('t');
     await settle();
@@ -62,8 +67,7 @@ describe('lingering thread subscriptions', () => {
   });
 
   it('drops it at once without a linger period', async () => {
-    const { store, subs } = fakeStore();
-    const live = new RunLiveChannels(store, {}, () => false, 0);
+    const { subs, live } = channels(0);
     await live.open(target('t'));
     live.release('t');
     await eventually('closed', () => subs[0]?.closed === true);
@@ -71,8 +75,7 @@ describe('lingering thread subscriptions', () => {
   });
 
   it(`keeps at most ${MAX_LINGERING_THREADS}: the one idle longest is dropped first`, async () => {
-    const { store, subs } = fakeStore();
-    const live = new RunLiveChannels(store, {}, () => false, HOUR);
+    const { subs, live } = channels(HOUR);
     for (let i = 0; i <= MAX_LINGERING_THREADS; i++) live.prepare(`t${i}`);
     await settle();
     for (let i = 0; i <= MAX_LINGERING_THREADS; i++) live.release(`t${i}`);
@@ -85,8 +88,7 @@ describe('lingering thread subscriptions', () => {
   });
 
   it('subscribes again when the one it kept was closed underneath', async () => {
-    const { store, subs } = fakeStore();
-    const live = new RunLiveChannels(store, {}, () => false, HOUR);
+    const { subs, live } = channels(HOUR);
     await live.open(target('t'));
     live.release('t');
     (subs[0] as Sub).closed = true; // the connection ended it
@@ -100,8 +102,7 @@ describe('lingering thread subscriptions', () => {
   });
 
   it('never drops one a run uses: a lingering one taken again stays while idle ones expire', async () => {
-    const { store, subs } = fakeStore();
-    const live = new RunLiveChannels(store, {}, () => false, 100);
+    const { subs, live } = channels(100);
     await live.open(target('reused'));
     live.release('reused');
     await live.open(target('reused')); // its next run, within the linger period
@@ -123,8 +124,7 @@ describe('lingering thread subscriptions', () => {
   });
 
   it('after the Mailbox stops, nothing lingers: a run that ends later drops its subscription at once', async () => {
-    const { store, subs } = fakeStore();
-    const live = new RunLiveChannels(store, {}, () => false, HOUR);
+    const { subs, live } = channels(HOUR);
     await live.open(target('idle'));
     live.release('idle');
     await live.open(target('busy'));
