@@ -174,6 +174,9 @@ describe('jetstream signals: naming and topology', () => {
           await s.receipt.ack();
         }
       }
+      // The pulls arrive on the transport's connection; the copies for `sub` on this one may still be unread.
+      // A round trip here comes back after them: the server wrote them before it saw the PING.
+      await nc.flush();
       sub.unsubscribe();
       expect(seen).toContainEqual([`${ns}.dispatch.h7431`, 'd1']);
       expect(got).toEqual(
