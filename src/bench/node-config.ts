@@ -26,6 +26,7 @@ const mailboxConfigSchema = z
     stopGraceMs: positiveInt,
     idlePollIntervalMs: positiveInt,
     liveSubscriptionLingerMs: z.number().int().min(0),
+    epochPollIntervalMs: z.number().int().min(0),
   })
   .partial();
 

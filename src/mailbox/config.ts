@@ -44,6 +44,7 @@ export const DEFAULT_MAILBOX_CONFIG: Readonly<MailboxConfig> = Object.freeze({
   stopGraceMs: 10_000,
   idlePollIntervalMs: 1_000,
   liveSubscriptionLingerMs: 2_000,
+  epochPollIntervalMs: 250,
 });
 
 const ms = z.number().int().positive().max(MAX_TIMER_MS);
@@ -71,6 +72,7 @@ const overridesSchema = z
     stopGraceMs: ms,
     idlePollIntervalMs: ms,
     liveSubscriptionLingerMs: z.number().int().min(0).max(MAX_TIMER_MS),
+    epochPollIntervalMs: z.number().int().min(0).max(MAX_TIMER_MS),
   })
   .partial();
 

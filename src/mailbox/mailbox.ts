@@ -36,6 +36,7 @@ import {
   resolveMailboxConfig,
 } from './config.js';
 import { MailboxStoppedError, errorMessage } from './errors.js';
+import { EpochWatch } from './epoch-watch.js';
 import { executeClaimed, handBack, startedClaim } from './execution.js';
 import type { ExecutionDeps, PreStarted } from './execution.js';
 import { LeaseRenewer } from './lease-renewer.js';
@@ -114,6 +115,8 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
   readonly #deps: ExecutionDeps;
   readonly #workers = new ThreadWorkers();
   readonly #live: RunLiveChannels;
+  /** Interrupts from other nodes for runs without a live channel (see epoch-watch.ts); null with one. */
+  readonly #epochWatch: EpochWatch | null;
   /** Active runs on this node by dispatch id. */
   readonly #runs = new Map<string, ActiveRun>();
   readonly #recent = new RecentSubmissions();
@@ -170,6 +173,15 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
       },
       this.config.liveSubscriptionLingerMs,
     );
+    this.#epochWatch =
+      this.#live.enabled || this.config.epochPollIntervalMs === 0
+        ? null
+        : new EpochWatch({
+            store,
+            intervalMs: this.config.epochPollIntervalMs,
+            runs: () => this.#runs.values(),
+            logger: this.#logger,
+          });
     this.#deps = {
       store,
       executor: executor as Executor,
@@ -720,6 +732,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
     }
     worker.run = run;
     this.#runs.set(dispatch.dispatch_id, run);
+    this.#epochWatch?.wake();
     run.attachRenewer(
       new LeaseRenewer({
         store: this.#store,
@@ -1077,6 +1090,8 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
       });
     }
     await this.#live.closeIdle((threadId) => this.#workers.get(threadId)?.run != null);
+    // Runs left behind (executors that ignore their abort) keep their lease renewal and its epoch check.
+    this.#epochWatch?.stop();
     this.#state = 'stopped';
     const report: MailboxStopReport = { finished, handedBack: this.#handedBack, stillRunning };
     if (wasStarted) this.#logger.info?.('mailbox stopped', { consumerId: this.consumerId, ...report });

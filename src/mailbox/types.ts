@@ -105,6 +105,13 @@ export interface MailboxConfig {
    * 4 096 subscriptions linger per Mailbox (the one idle longest goes first); `stop()` drops them.
    */
   liveSubscriptionLingerMs: number;
+  /**
+   * Without live commands (a Redis store without NATS): how often a Mailbox reads the epochs of the threads it
+   * runs, so that an interrupt made on another node aborts the run (reason `interrupt`) within about this
+   * long instead of at the run's next lease renewal: default 250 ms, 0 = only at lease renewal. One read per
+   * running run per interval, only while something runs. Unused with live commands (they carry a `Cancel`).
+   */
+  epochPollIntervalMs: number;
 }
 
 export interface SubmitRequest {

@@ -48,6 +48,7 @@ describe('config', () => {
       stopGraceMs: 10_000,
       idlePollIntervalMs: 1_000,
       liveSubscriptionLingerMs: 2_000,
+      epochPollIntervalMs: 250,
     });
     expect(resolveMailboxConfig()).toEqual(DEFAULT_MAILBOX_CONFIG);
   });
