@@ -165,6 +165,11 @@ export class ActiveRun {
     );
   }
 
+  /** Whether a live channel feeds the run (until its commands end): a live `Cancel` can reach it. */
+  get hasLiveChannel(): boolean {
+    return this.#stream !== null;
+  }
+
   /** Whether a steering command can still reach the executor (it runs, and reads `ctx.commands`). */
   get acceptsCommands(): boolean {
     return (

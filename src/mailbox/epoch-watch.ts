@@ -1,20 +1,26 @@
 /**
- * Interrupts from other nodes, for runs that get no live channel (a store without live commands: the Redis
- * store without NATS). An interrupt moves the thread's epoch; with live commands it also sends the thread's
- * run a live `Cancel`. Without them the run would learn of it only at its next lease renewal (up to
- * `leaseRenewalIntervalMs`, 10 s by default), holding its thread that long, and a foreground `submit` on
- * another node that waits for the thread gives up after `remoteCancelWaitMs`.
+ * Interrupts from other nodes, for runs without a live channel (every run on a store without live commands,
+ * such as the Redis store without NATS; a run whose channel failed to open). An interrupt moves the thread's
+ * epoch; with live commands it also sends the thread's run a live `Cancel`. Without them the run would learn
+ * of it only at its next lease renewal (up to `leaseRenewalIntervalMs`, 10 s by default), holding its thread
+ * that long, and a foreground `submit` on another node that waits for the thread gives up after
+ * `remoteCancelWaitMs`.
  *
- * So while this node runs anything, every `epochPollIntervalMs` it reads the epoch of each running run's
- * thread (one read per run; the store's client sends them together) and aborts, with `interrupt`, every run
- * whose thread moved past its claim: the check the lease renewal makes before it renews, made sooner. It
- * only aborts; the run's own settlement writes afterwards, as after any interrupt, so two executions of a
- * thread never overlap. Reads never overlap, and no timer is left while nothing runs.
+ * So while such runs execute, every `epochPollIntervalMs` this node reads the epoch of each one's thread
+ * (one read per run; a store connection with auto-pipelining sends them together) and aborts, with
+ * `interrupt`, every run whose thread moved past its claim: the check the lease renewal makes before it
+ * renews, made sooner. It only aborts; the run's own settlement writes afterwards, as after any interrupt,
+ * so two executions of a thread never overlap. A run's reads never overlap (one that hangs only skips that
+ * run until it answers), at most `MAX_EPOCH_READS` runs are read per interval (more take turns), and no
+ * timer is left while none of them runs.
  */
 import type { MailboxStore } from '../contract/store.js';
 import type { Logger } from '../util/logger.js';
 import type { ActiveRun } from './active-run.js';
 import { errorMessage } from './errors.js';
+
+/** Most epoch reads started per interval; with more runs to watch, they take turns. */
+export const MAX_EPOCH_READS = 256;
 
 export interface EpochWatchOptions {
   store: Pick<MailboxStore, 'currentDispatchEpoch'>;
@@ -27,8 +33,11 @@ export interface EpochWatchOptions {
 export class EpochWatch {
   readonly #opts: EpochWatchOptions;
   #timer: NodeJS.Timeout | null = null;
-  #reading = false;
   #stopped = false;
+  /** Runs whose epoch read has not answered yet. */
+  readonly #reading = new Set<ActiveRun>();
+  /** Where the next interval's reads start among the watched runs, when not all fit in one. */
+  #turn = 0;
 
   constructor(opts: EpochWatchOptions) {
     if (!(Number.isInteger(opts.intervalMs) && opts.intervalMs > 0)) {
@@ -37,10 +46,10 @@ export class EpochWatch {
     this.#opts = opts;
   }
 
-  /** A run started: make sure a read is scheduled. */
+  /** A run started: make sure a check is scheduled. */
   wake(): void {
-    if (this.#stopped || this.#timer !== null || this.#reading) return;
-    this.#timer = setTimeout(() => void this.#check(), this.#opts.intervalMs);
+    if (this.#stopped || this.#timer !== null) return;
+    this.#timer = setTimeout(() => this.#check(), this.#opts.intervalMs);
     this.#timer.unref();
   }
 
@@ -50,18 +59,20 @@ export class EpochWatch {
     this.#timer = null;
   }
 
-  async #check(): Promise<void> {
+  #check(): void {
     this.#timer = null;
     if (this.#stopped) return;
     const watched: ActiveRun[] = [];
-    for (const run of this.#opts.runs()) if (run.executing && !run.aborted) watched.push(run);
-    // Nothing runs: no timer until the next run starts (`wake`).
+    for (const run of this.#opts.runs()) if (watches(run)) watched.push(run);
+    // Nothing to watch: no timer until the next run starts (`wake`).
     if (watched.length === 0) return;
-    this.#reading = true;
-    try {
-      await Promise.all(watched.map((run) => this.#checkRun(run)));
-    } finally {
-      this.#reading = false;
+    const count = Math.min(watched.length, MAX_EPOCH_READS);
+    const first = this.#turn % watched.length;
+    this.#turn = first + count;
+    for (let i = 0; i < count; i++) {
+      const run = watched[(first + i) % watched.length] as ActiveRun;
+      // A logger that throws is the only way this rejects; nothing is left to report it to.
+      if (!this.#reading.has(run)) this.#checkRun(run).catch(() => undefined);
     }
     this.wake();
   }
@@ -69,6 +80,7 @@ export class EpochWatch {
   async #checkRun(run: ActiveRun): Promise<void> {
     const { store, logger } = this.#opts;
     const d = run.dispatch;
+    this.#reading.add(run);
     let epoch: number;
     try {
       epoch = await store.currentDispatchEpoch(d.thread_id);
@@ -76,8 +88,11 @@ export class EpochWatch {
       // The lease renewal reads it again before it renews; nothing is lost by skipping one read.
       logger.debug?.('reading the thread epoch failed', { ...run.label, error: errorMessage(err) });
       return;
+    } finally {
+      this.#reading.delete(run);
     }
-    if (epoch > d.dispatch_epoch && run.abort('interrupt')) {
+    // Still executing (the executor may have returned meanwhile: then there is nothing left to abort).
+    if (epoch > d.dispatch_epoch && watches(run) && run.abort('interrupt')) {
       logger.info?.('thread interrupted past this claim; aborting the run', {
         ...run.label,
         dispatchEpoch: d.dispatch_epoch,
@@ -85,4 +100,9 @@ export class EpochWatch {
       });
     }
   }
+}
+
+/** A run no live `Cancel` can reach, whose executor is still running and not aborted. */
+function watches(run: ActiveRun): boolean {
+  return run.executing && !run.aborted && !run.hasLiveChannel;
 }

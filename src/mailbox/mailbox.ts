@@ -115,7 +115,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
   readonly #deps: ExecutionDeps;
   readonly #workers = new ThreadWorkers();
   readonly #live: RunLiveChannels;
-  /** Interrupts from other nodes for runs without a live channel (see epoch-watch.ts); null with one. */
+  /** Interrupts from other nodes for runs without a live channel (see epoch-watch.ts); null when off. */
   readonly #epochWatch: EpochWatch | null;
   /** Active runs on this node by dispatch id. */
   readonly #runs = new Map<string, ActiveRun>();
@@ -174,7 +174,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
       this.config.liveSubscriptionLingerMs,
     );
     this.#epochWatch =
-      this.#live.enabled || this.config.epochPollIntervalMs === 0
+      this.config.epochPollIntervalMs === 0
         ? null
         : new EpochWatch({
             store,

@@ -106,10 +106,11 @@ export interface MailboxConfig {
    */
   liveSubscriptionLingerMs: number;
   /**
-   * Without live commands (a Redis store without NATS): how often a Mailbox reads the epochs of the threads it
-   * runs, so that an interrupt made on another node aborts the run (reason `interrupt`) within about this
+   * For runs no live command reaches (every run on a store without live commands, such as the Redis store
+   * without NATS; a run whose live channel failed to open): how often a Mailbox reads the epochs of their
+   * threads, so that an interrupt made on another node aborts the run (reason `interrupt`) within about this
    * long instead of at the run's next lease renewal: default 250 ms, 0 = only at lease renewal. One read per
-   * running run per interval, only while something runs. Unused with live commands (they carry a `Cancel`).
+   * such run per interval (at most 256 per interval; more take turns), only while one runs.
    */
   epochPollIntervalMs: number;
 }
