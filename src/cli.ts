@@ -178,6 +178,11 @@ function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
       String(BENCH_DEFAULTS.liveLingerMs),
     )
     .option(
+      '--epoch-poll-ms <ms>',
+      'how often a node reads the epochs of runs no live command reaches, e.g. without NATS (0: only at lease renewal)',
+      String(BENCH_DEFAULTS.epochPollMs),
+    )
+    .option(
       '--drain-timeout <time>',
       'how long to wait for the last dispatches once submission is over',
       '120s',

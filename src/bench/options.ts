@@ -54,6 +54,8 @@ export interface BenchOptions {
   retryDelayMs: number;
   /** The Mailboxes' `liveSubscriptionLingerMs`. */
   liveLingerMs: number;
+  /** The Mailboxes' `epochPollIntervalMs`. */
+  epochPollMs: number;
   /** How long to wait for the last dispatches to finish once submission is over. */
   drainTimeoutMs: number;
   json: boolean;
@@ -95,6 +97,7 @@ export interface RawBenchOptions {
   maxAttempts?: string;
   retryDelayMs?: string;
   liveLingerMs?: string;
+  epochPollMs?: string;
   drainTimeout?: string;
   json?: boolean;
   report?: string;
@@ -119,6 +122,7 @@ export const BENCH_DEFAULTS = {
   maxAttempts: 5,
   retryDelayMs: 50,
   liveLingerMs: DEFAULT_MAILBOX_CONFIG.liveSubscriptionLingerMs,
+  epochPollMs: DEFAULT_MAILBOX_CONFIG.epochPollIntervalMs,
   drainTimeoutMs: 120_000,
 } as const;
 
@@ -306,6 +310,7 @@ export function parseBenchOptions(raw: RawBenchOptions, env: NodeJS.ProcessEnv =
     maxAttempts: integer('max-attempts', raw.maxAttempts, BENCH_DEFAULTS.maxAttempts, 1, 1000),
     retryDelayMs: integer('retry-delay-ms', raw.retryDelayMs, BENCH_DEFAULTS.retryDelayMs, 1, 3_600_000),
     liveLingerMs: integer('live-linger-ms', raw.liveLingerMs, BENCH_DEFAULTS.liveLingerMs, 0, 3_600_000),
+    epochPollMs: integer('epoch-poll-ms', raw.epochPollMs, BENCH_DEFAULTS.epochPollMs, 0, 3_600_000),
     drainTimeoutMs:
       raw.drainTimeout !== undefined
         ? parseDurationMs('drain-timeout', raw.drainTimeout)

@@ -77,6 +77,7 @@ export function benchMailboxConfig(opts: BenchOptions): Partial<MailboxConfig> {
     // Stores without signals (memory): idle threads are polled for work this often.
     idlePollIntervalMs: 5,
     liveSubscriptionLingerMs: opts.liveLingerMs,
+    epochPollIntervalMs: opts.epochPollMs,
   };
 }
 

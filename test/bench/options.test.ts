@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { BENCH_DEFAULTS, parseBenchOptions, parseDurationMs, parseKillAt } from '../../src/bench/options.js';
 import { StorageError } from '../../src/contract/errors.js';
+import { benchMailboxConfig } from '../../src/bench/run.js';
+import { DEFAULT_MAILBOX_CONFIG } from '../../src/mailbox/config.js';
 
 const env = {};
 
@@ -117,6 +119,16 @@ describe('bench options', () => {
     ).toMatch(/--baseline/);
     expect(validationOf(() => parseBenchOptions({ baseline: 'kue' }, env)).message).toMatch(/--baseline/);
     expect(validationOf(() => parseBenchOptions({ leaseMs: '10' }, env)).message).toMatch(/--lease-ms/);
+    expect(validationOf(() => parseBenchOptions({ epochPollMs: '-1' }, env)).message).toMatch(
+      /--epoch-poll-ms/,
+    );
+  });
+
+  it("--epoch-poll-ms sets the nodes' epochPollIntervalMs (the Mailbox default unless given; 0 turns it off)", () => {
+    expect(parseBenchOptions({}, env).epochPollMs).toBe(DEFAULT_MAILBOX_CONFIG.epochPollIntervalMs);
+    expect(benchMailboxConfig(parseBenchOptions({}, env)).epochPollIntervalMs).toBe(250);
+    expect(benchMailboxConfig(parseBenchOptions({ epochPollMs: '0' }, env)).epochPollIntervalMs).toBe(0);
+    expect(benchMailboxConfig(parseBenchOptions({ epochPollMs: '40' }, env)).epochPollIntervalMs).toBe(40);
   });
 
   it('--baseline takes one peer or a list, and records who named the Redis', () => {
