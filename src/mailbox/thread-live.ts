@@ -8,9 +8,9 @@
  * dispatch (measured: most of nats-server's CPU and a sixth of a node's at 2 000 dispatches/s). At most
  * `MAX_LINGERING_THREADS` linger; the oldest idle one goes first. A lingering subscription answers nothing
  * (no run of the thread is registered on it), as between two runs of a chain. Other stores (and targets the
- * shared subscription cannot serve) get one channel per run, `openLiveChannelFor`. A store that says no live command can reach its runs (`liveCommands: false`, the
- * Redis store without NATS, whose channels are empty streams) gets none: a channel, its forwarder and its
- * close per run would be work for nothing.
+ * shared subscription cannot serve) get one channel per run, `openLiveChannelFor`. A store that says no live
+ * command can reach its runs (`liveCommands: false`, the Redis store without NATS, whose channels are empty
+ * streams) gets none: a channel, its forwarder and its close per run would be work for nothing.
  */
 import type { LiveRunCommandStream, LiveRunTarget } from '../contract/types.js';
 import type { MailboxStore } from '../contract/store.js';

@@ -6,7 +6,6 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Mailbox } from '../../src/mailbox/index.js';
-import { resolveMailboxConfig } from '../../src/mailbox/config.js';
 import { createMailboxStore, type RedisMailboxStore } from '../../src/redis/index.js';
 import { redisUrl } from '../support/servers.js';
 import { openFixture, type RedisFixture } from '../redis/helpers.js';
@@ -46,18 +45,28 @@ async function twoNodes(
   return { a, b, fx, storeB: other };
 }
 
+/**
+ * Start node-b alone and run `held` (a run that lasts until aborted) on `threadId` there, then start node-a:
+ * the run is node-b's, and only node-b's watch can end it.
+ */
+async function holdOnB(
+  { a, b }: { a: Mailbox; b: Mailbox },
+  recorder: Recorder,
+  threadId: string,
+): Promise<{ dispatchId: string }> {
+  await b.start();
+  const held = await b.submitBackground({ threadId, runId: 'held' });
+  await eventually('the held run to start on node-b', () => recorder.ofRun('held')[0]?.consumer === 'node-b');
+  await a.start();
+  return held;
+}
+
 describe('the epoch watch (no live commands)', () => {
   it('an interrupt from another node aborts the run with `interrupt`; its dispatch is superseded', async () => {
     const recorder = new Recorder().on('held', behaviours.untilAborted(30_000));
     const { a, b, fx } = await twoNodes('epoch-watch-irq', recorder, 50);
     const events = collectEvents(b);
-    await b.start();
-    const held = await b.submitBackground({ threadId: 'w', runId: 'held' });
-    await eventually(
-      'the held run to start on node-b',
-      () => recorder.ofRun('held')[0]?.consumer === 'node-b',
-    );
-    await a.start();
+    const held = await holdOnB({ a, b }, recorder, 'w');
 
     const result = await a.interrupt('w');
     // No live command can carry the Cancel: the interrupt itself does not know that the run stops.
@@ -73,13 +82,7 @@ describe('the epoch watch (no live commands)', () => {
   it('a foreground submit on another node interrupts the running run and runs once it is released', async () => {
     const recorder = new Recorder().on('held', behaviours.untilAborted(30_000));
     const { a, b, fx } = await twoNodes('epoch-watch-submit', recorder, 50);
-    await b.start();
-    const held = await b.submitBackground({ threadId: 'w2', runId: 'held' });
-    await eventually(
-      'the held run to start on node-b',
-      () => recorder.ofRun('held')[0]?.consumer === 'node-b',
-    );
-    await a.start();
+    const held = await holdOnB({ a, b }, recorder, 'w2');
 
     // submit() waits at most remoteCancelWaitMs (4 s here) for the thread: only the watch frees it in time.
     const next = await a.submit({ threadId: 'w2', runId: 'next' });
@@ -109,16 +112,6 @@ describe('the epoch watch (no live commands)', () => {
     await epochReads(storeB, 4);
     expect(recorder.ofRun('other')[0]!.end).toBeNull();
     expect(recorder.ofRun('other')[0]!.abortReason).toBeNull();
-  });
-
-  it('epochPollIntervalMs: 0 turns it off; negative or fractional values are refused', () => {
-    expect(resolveMailboxConfig({}).epochPollIntervalMs).toBe(250);
-    expect(resolveMailboxConfig({ epochPollIntervalMs: 0 }).epochPollIntervalMs).toBe(0);
-    for (const bad of [-1, 1.5, '100']) {
-      expect(() => resolveMailboxConfig({ epochPollIntervalMs: bad })).toThrowError(
-        /config\.epochPollIntervalMs/,
-      );
-    }
   });
 });
 

@@ -57,6 +57,7 @@ describe('config', () => {
     expect(resolveMailboxConfig({ leaseMs: 1_500 }).leaseRenewalIntervalMs).toBe(500);
     expect(resolveMailboxConfig({ leaseMs: 90_000 }).leaseRenewalIntervalMs).toBe(10_000);
     expect(resolveMailboxConfig({ liveSubscriptionLingerMs: 0 }).liveSubscriptionLingerMs).toBe(0);
+    expect(resolveMailboxConfig({ epochPollIntervalMs: 0 }).epochPollIntervalMs).toBe(0);
     expect(resolveMailboxConfig({ leaseMs: 2_000, leaseRenewalIntervalMs: 100 }).leaseRenewalIntervalMs).toBe(
       100,
     );
@@ -73,6 +74,9 @@ describe('config', () => {
     [{ stopGraceMs: 2 ** 40 }, 'config.stopGraceMs'],
     [{ liveSubscriptionLingerMs: -1 }, 'config.liveSubscriptionLingerMs'],
     [{ liveSubscriptionLingerMs: 0.5 }, 'config.liveSubscriptionLingerMs'],
+    [{ epochPollIntervalMs: -1 }, 'config.epochPollIntervalMs'],
+    [{ epochPollIntervalMs: 1.5 }, 'config.epochPollIntervalMs'],
+    [{ epochPollIntervalMs: '100' }, 'config.epochPollIntervalMs'],
   ])('rejects %j naming %s', (bad, field) => {
     let caught: unknown;
     try {
