@@ -25,6 +25,8 @@ export { ConfigError } from './util/config-error.js';
 export { consoleLogger, silentLogger } from './util/logger.js';
 export { DEAD_LETTER_STORE, isDeadLetterStore } from './contract/dead-letters.js';
 export type { DeadLetterMailboxStore, RequeueDeadLetterOptions } from './contract/dead-letters.js';
+export { CANCEL_REQUEST_STORE, isCancelRequestStore } from './contract/cancel-requests.js';
+export type { CancelRequestMailboxStore, RunControl } from './contract/cancel-requests.js';
 export { METRIC, METER_NAME, instrumentMailbox, instrumentStore } from './metrics/index.js';
 export type { IndexHeads, IndexHeadsProbe, MetricsOptions, StoreMetricsOptions } from './metrics/index.js';
 export {

@@ -1,20 +1,21 @@
 /**
- * Interrupts from other nodes, for runs without a live channel (every run on a store without live commands,
- * such as the Redis store without NATS; a run whose channel failed to open). An interrupt moves the thread's
- * epoch; with live commands it also sends the thread's run a live `Cancel`. Without them the run would learn
- * of it only at its next lease renewal (up to `leaseRenewalIntervalMs`, 10 s by default), holding its thread
- * that long, and a foreground `submit` on another node that waits for the thread gives up after
- * `remoteCancelWaitMs`.
+ * Interrupts and cancels from other nodes, for runs without a live channel (every run on a store without
+ * live commands, such as the Redis store without NATS; a run whose channel failed to open). An interrupt
+ * moves the thread's epoch; with live commands it also sends the thread's run a live `Cancel`. Without them
+ * the run would learn of it only at its next lease renewal (up to `leaseRenewalIntervalMs`, 10 s by
+ * default), holding its thread that long, and a foreground `submit` on another node that waits for the
+ * thread gives up after `remoteCancelWaitMs`. A `cancel(id)` from another node is recorded in the store
+ * instead (`requestRunCancel`, on stores with cancel requests) and read the same way.
  *
  * So while such runs execute, every `epochPollIntervalMs` this node reads the epoch of each one's thread
  * (one read per run; a store connection with auto-pipelining sends them together) and aborts, with
- * `interrupt`, every run whose thread moved past its claim: the check the lease renewal makes before it
- * renews, made sooner. It only aborts; the run's own settlement writes afterwards, as after any interrupt,
+ * `interrupt`, every run whose thread moved past its claim (the check the lease renewal makes before it
+ * renews, made sooner), and with `cancel` every run whose claim a cancel request names. It only aborts; the run's own settlement writes afterwards, as after any interrupt,
  * so two executions of a thread never overlap. A run's reads never overlap (one that hangs only skips that
  * run until it answers), at most `MAX_EPOCH_READS` runs are read per interval (more take turns), and no
  * timer is left while none of them runs.
  */
-import type { MailboxStore } from '../contract/store.js';
+import type { RunControl } from '../contract/cancel-requests.js';
 import type { Logger } from '../util/logger.js';
 import type { ActiveRun } from './active-run.js';
 import { errorMessage } from './errors.js';
@@ -23,7 +24,8 @@ import { errorMessage } from './errors.js';
 export const MAX_EPOCH_READS = 256;
 
 export interface EpochWatchOptions {
-  store: Pick<MailboxStore, 'currentDispatchEpoch'>;
+  /** The thread's epoch and latest cancel request (`runControlReader` of the store). */
+  readControl: (threadId: string) => Promise<RunControl>;
   intervalMs: number;
   /** The runs of this node right now. */
   runs: () => Iterable<ActiveRun>;
@@ -78,12 +80,12 @@ export class EpochWatch {
   }
 
   async #checkRun(run: ActiveRun): Promise<void> {
-    const { store, logger } = this.#opts;
+    const { readControl, logger } = this.#opts;
     const d = run.dispatch;
     this.#reading.add(run);
-    let epoch: number;
+    let control: RunControl;
     try {
-      epoch = await store.currentDispatchEpoch(d.thread_id);
+      control = await readControl(d.thread_id);
     } catch (err) {
       // The lease renewal reads it again before it renews; nothing is lost by skipping one read.
       logger.debug?.('reading the thread epoch failed', { ...run.label, error: errorMessage(err) });
@@ -92,12 +94,17 @@ export class EpochWatch {
       this.#reading.delete(run);
     }
     // Still executing (the executor may have returned meanwhile: then there is nothing left to abort).
-    if (epoch > d.dispatch_epoch && watches(run) && run.abort('interrupt')) {
-      logger.info?.('thread interrupted past this claim; aborting the run', {
-        ...run.label,
-        dispatchEpoch: d.dispatch_epoch,
-        threadEpoch: epoch,
-      });
+    if (!watches(run)) return;
+    if (control.epoch > d.dispatch_epoch) {
+      if (run.abort('interrupt')) {
+        logger.info?.('thread interrupted past this claim; aborting the run', {
+          ...run.label,
+          dispatchEpoch: d.dispatch_epoch,
+          threadEpoch: control.epoch,
+        });
+      }
+    } else if (control.cancelToken !== null && control.cancelToken === d.claim_token && run.abort('cancel')) {
+      logger.info?.('cancel requested for this claim; aborting the run', run.label);
     }
   }
 }

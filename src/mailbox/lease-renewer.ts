@@ -13,9 +13,13 @@
  *   run is aborted (`onStale`) without renewing. Renewing would supersede the stale claim at once and free
  *   the thread for another node while this executor still runs; aborting first lets the run's own settlement
  *   release the claim after the executor returned, so two executions of one thread never overlap.
+ * - On a store with cancel requests the same read carries the thread's latest cancel request: when it names
+ *   this claim, the run is aborted with `cancel` (`onCancelRequested`, once) and the lease is still renewed
+ *   until the run settles. (The Mailbox's epoch watch finds both sooner; this is the bound without it.)
  *
  * Calls never overlap; one unref'd timer per run.
  */
+import { runControlReader, type RunControl } from '../contract/cancel-requests.js';
 import type { MailboxStore } from '../contract/store.js';
 import type { Logger } from '../util/logger.js';
 import { errorMessage } from './errors.js';
@@ -36,6 +40,8 @@ export interface LeaseRenewerOptions {
   onLost(): void;
   /** The thread was interrupted past this claim's epoch. */
   onStale(): void;
+  /** A cancel request names this claim (stores with cancel requests only). */
+  onCancelRequested?(): void;
   logger: Logger;
 }
 
@@ -64,9 +70,12 @@ export class LeaseRenewer {
   /** Past this instant the lease is no longer proven: abort. */
   #deadline: number;
   #failures = 0;
+  readonly #readControl: (threadId: string) => Promise<RunControl>;
+  #cancelSeen = false;
 
   constructor(opts: LeaseRenewerOptions) {
     this.#opts = opts;
+    this.#readControl = runControlReader(opts.store);
     this.#deadline = opts.leaseUntil - fencingMarginMs(opts.leaseMs, opts.intervalMs);
   }
 
@@ -121,10 +130,16 @@ export class LeaseRenewer {
     this.#inFlight = true;
     const { store, dispatchId, claimToken, leaseMs, suspendedLeaseMs, intervalMs, logger } = this.#opts;
     const extension = this.#waiting ? suspendedLeaseMs : leaseMs;
-    store
-      .currentDispatchEpoch(this.#opts.threadId)
-      .then(async (epoch) => {
+    this.#readControl(this.#opts.threadId)
+      .then(async ({ epoch, cancelToken }) => {
+        // Stopped while the read was in flight (the run settled): nothing to report, nothing to renew.
+        if (this.#stopped) return 'stopped' as const;
         if (epoch > this.#opts.dispatchEpoch) return 'stale' as const;
+        if (cancelToken === claimToken && !this.#cancelSeen) {
+          this.#cancelSeen = true;
+          logger.info?.('cancel requested for this claim; aborting the run', { dispatchId });
+          this.#opts.onCancelRequested?.();
+        }
         return (await store.extendLease(dispatchId, claimToken, extension, sentAt)) ? 'kept' : 'lost';
       })
       .then(

@@ -20,6 +20,7 @@ import {
 } from '../contract/fused.js';
 import { queuedDispatch } from '../contract/helpers.js';
 import { isDeadLetterStore, type RequeueDeadLetterOptions } from '../contract/dead-letters.js';
+import { isCancelRequestStore, runControlReader } from '../contract/cancel-requests.js';
 import { autoInstrumentMailbox } from '../metrics/mailbox-metrics.js';
 import type { MailboxStore } from '../contract/store.js';
 import type { DispatchSignalEntry, Message, RunDispatch, ToolCallResume } from '../contract/types.js';
@@ -47,7 +48,7 @@ import { RunSlots } from './run-slots.js';
 import { SignalLoop } from './signal-loop.js';
 import { ThreadWorkers } from './thread-workers.js';
 import type { ThreadWorker } from './thread-workers.js';
-import { RunLiveChannels } from './thread-live.js';
+import { RunLiveChannels, hasLiveCommands } from './thread-live.js';
 import { PeriodicTask, forEachLimited, settlesWithin, sleep } from './timing.js';
 import type {
   Executor,
@@ -177,7 +178,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
       this.config.epochPollIntervalMs === 0
         ? null
         : new EpochWatch({
-            store,
+            readControl: runControlReader(store),
             intervalMs: this.config.epochPollIntervalMs,
             runs: () => this.#runs.values(),
             logger: this.#logger,
@@ -373,8 +374,11 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
   /**
    * `id` may be a dispatch id, a thread id, or a run id, of work on any node. Queued → Cancelled; running
    * here → aborted; claimed elsewhere → live Cancel to its exact target (run ids of other nodes' runs are
-   * found through the store's claimed dispatches, with a `HandBackMailboxStore`). A Queued dispatch is only
-   * found by its dispatch id, or by a run id submitted on this node.
+   * found through the store's claimed dispatches, with a `HandBackMailboxStore`). On a store without live
+   * commands (such as the Redis store without NATS) the cancel is recorded in the store for the run's claim
+   * instead (`requestRunCancel`, stores with cancel requests) and the run's node aborts it with `cancel` at
+   * its next epoch check (`epochPollIntervalMs`) or lease renewal, whichever comes first. A Queued dispatch
+   * is only found by its dispatch id, or by a run id submitted on this node.
    */
   async cancel(id: string): Promise<boolean> {
     this.#assertOpen();
@@ -393,10 +397,22 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
       local.abort('cancel');
       return true;
     }
+    // Our own run, already settling: it ends as its executor returned; nothing is left to cancel.
+    const settlingHere = local !== null;
+    const recordRequests = !settlingHere && !hasLiveCommands(this.#store);
     for (const claimed of await this.#findClaimed(id, known?.dispatchId)) {
-      if ((await this.#deliverCancel(claimed)) === 'Delivered') return true;
+      if (recordRequests) {
+        if (await this.#requestCancel(claimed)) return true;
+      } else if ((await this.#deliverCancel(claimed)) === 'Delivered') return true;
     }
     return false;
+  }
+
+  /** Record a cancel for a claim no live command can reach; true when that claim still held (see `cancel`). */
+  async #requestCancel(claimed: RunDispatch): Promise<boolean> {
+    const store = this.#store;
+    if (claimed.claim_token === null || !isCancelRequestStore(store)) return false;
+    return store.requestRunCancel(claimed.dispatch_id, claimed.claim_token);
   }
 
   /** The Claimed dispatches `id` names: as a dispatch id, else a thread id, else a run id. */
@@ -746,6 +762,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
         leaseUntil: dispatch.lease_until ?? Date.now() + this.config.leaseMs,
         onLost: () => run.loseLease(),
         onStale: () => run.abort('interrupt'),
+        onCancelRequested: () => run.abort('cancel'),
         logger: this.#logger,
       }),
     );

@@ -30,7 +30,7 @@ function hasThreadRuns(store: MailboxStore): store is MailboxStore & ThreadRunsS
  * Only an explicit `liveCommands: false` turns the channels off; stores that do not say (or a wrapper that
  * fails to answer) have them.
  */
-function hasLiveCommands(store: MailboxStore): boolean {
+export function hasLiveCommands(store: MailboxStore): boolean {
   try {
     return (store as { liveCommands?: unknown }).liveCommands !== false;
   } catch {

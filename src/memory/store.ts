@@ -23,6 +23,11 @@ import {
   type NextClaim,
 } from '../contract/fused.js';
 import type { MailboxStore } from '../contract/store.js';
+import {
+  CANCEL_REQUEST_STORE,
+  type CancelRequestMailboxStore,
+  type RunControl,
+} from '../contract/cancel-requests.js';
 import type {
   DispatchSignalEntry,
   LiveDeliveryOutcome,
@@ -97,11 +102,18 @@ function claimTokenArg(claimToken: unknown, name = 'claim_token'): string {
 }
 
 export class MemoryMailboxStore
-  implements MailboxStore, FusedMailboxStore, HandBackMailboxStore, DeadLetterMailboxStore, IndexHeadsProbe
+  implements
+    MailboxStore,
+    FusedMailboxStore,
+    HandBackMailboxStore,
+    DeadLetterMailboxStore,
+    CancelRequestMailboxStore,
+    IndexHeadsProbe
 {
   readonly [FUSED_STORE] = true as const;
   readonly [HAND_BACK_STORE] = true as const;
   readonly [DEAD_LETTER_STORE] = true as const;
+  readonly [CANCEL_REQUEST_STORE] = true as const;
   readonly #options: ResolvedMemoryOptions;
   readonly #table = new DispatchTable();
   readonly #signals: MemorySignalQueue | null;
@@ -534,6 +546,27 @@ export class MemoryMailboxStore
     const threadKey = args.id('thread_id', threadId);
     this.#assertOpen();
     return this.#epochOf(threadKey);
+  }
+
+  /** Ask the run holding this claim to stop (`CancelRequestMailboxStore`, src/contract/cancel-requests.ts). */
+  async requestRunCancel(dispatchId: string, claimToken: string): Promise<boolean> {
+    const id = args.id('dispatch_id', dispatchId);
+    const token = args.id('claim_token', claimToken);
+    this.#assertOpen();
+    const d = this.#table.get(id);
+    if (d === undefined || d.status !== 'Claimed' || d.claim_token !== token) return false;
+    const thread = this.#table.thread(d.thread_id);
+    if (thread === undefined) return false;
+    thread.cancelToken = token;
+    return true;
+  }
+
+  /** The thread's epoch and latest cancel request (`CancelRequestMailboxStore`). */
+  async readRunControl(threadId: string): Promise<RunControl> {
+    const threadKey = args.id('thread_id', threadId);
+    this.#assertOpen();
+    const thread = this.#table.thread(threadKey);
+    return { epoch: thread?.epoch ?? 0, cancelToken: thread?.cancelToken ?? null };
   }
 
   async supersedeClaimed(

@@ -23,6 +23,8 @@ import { SortedList } from './sorted-list.js';
 
 export class ThreadState {
   epoch = 0;
+  /** The claim token of the latest cancel request on the thread (`requestRunCancel`), or null. */
+  cancelToken: string | null = null;
   /** Records of this thread currently stored (any status). */
   records = 0;
   readonly byStatus = new Map<RunDispatchStatus, SortedList<RunDispatch>>();

@@ -72,6 +72,8 @@ const TIMED_OPERATIONS = [
   'listClaimedByRunId',
   'requeueDeadLetter',
   'purgeDeadLetters',
+  'requestRunCancel',
+  'readRunControl',
   'sweepDueSignals',
   'deliverLive',
   'deliverLiveTo',

@@ -22,6 +22,7 @@ import type { Redis } from 'ioredis';
 import * as args from '../contract/args.js';
 import { StorageError, isStorageError } from '../contract/errors.js';
 import { dispatchIdsArg, resetAttemptsArg, type RequeueDeadLetterOptions } from '../contract/dead-letters.js';
+import type { RunControl } from '../contract/cancel-requests.js';
 import type { ClaimRef, CompletedWithNext, NextClaim } from '../contract/fused.js';
 import type {
   MailboxInterrupt,
@@ -441,6 +442,22 @@ export class PartitionedRedisMailboxStore extends RedisMailboxStore {
     const p = this.partitionOfThread(id('thread_id', threadId));
     this.#open();
     return this.#part(p).currentDispatchEpoch(threadId);
+  }
+
+  override async requestRunCancel(dispatchId: string, claimToken: string): Promise<boolean> {
+    const did = id('dispatch_id', dispatchId);
+    id('claim_token', claimToken);
+    return this.#byId(
+      did,
+      (s) => s.requestRunCancel(did, claimToken),
+      (recorded) => !recorded,
+    );
+  }
+
+  override async readRunControl(threadId: string): Promise<RunControl> {
+    const p = this.partitionOfThread(id('thread_id', threadId));
+    this.#open();
+    return this.#part(p).readRunControl(threadId);
   }
 
   override async supersedeClaimed(

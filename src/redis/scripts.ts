@@ -46,6 +46,8 @@ export const SCRIPT_NAMES = [
   // Dead-letter additions (src/contract/dead-letters.ts).
   'requeue_dead_letter',
   'purge_dead_letters',
+  // Cancel requests (src/contract/cancel-requests.ts).
+  'request_run_cancel',
 ] as const;
 
 export type ScriptName = (typeof SCRIPT_NAMES)[number];

@@ -24,6 +24,11 @@ import {
 } from '../contract/fused.js';
 import type { MailboxStore } from '../contract/store.js';
 import {
+  CANCEL_REQUEST_STORE,
+  type CancelRequestMailboxStore,
+  type RunControl,
+} from '../contract/cancel-requests.js';
+import {
   DEAD_LETTER_STORE,
   dispatchIdsArg,
   resetAttemptsArg,
@@ -120,12 +125,30 @@ function str(value: unknown, what: string): string {
   return value;
 }
 
+/** A claim token read back from Redis: what `args.id` accepts, else corrupt data (`Serialization`). */
+function storedToken(value: string, what: string): string {
+  try {
+    return args.id(what, value);
+  } catch (err) {
+    throw StorageError.serialization(
+      err instanceof StorageError ? err.message : `${what}: not a claim token`,
+    );
+  }
+}
+
 export class RedisMailboxStore
-  implements MailboxStore, FusedMailboxStore, HandBackMailboxStore, DeadLetterMailboxStore, IndexHeadsProbe
+  implements
+    MailboxStore,
+    FusedMailboxStore,
+    HandBackMailboxStore,
+    DeadLetterMailboxStore,
+    CancelRequestMailboxStore,
+    IndexHeadsProbe
 {
   readonly [FUSED_STORE] = true as const;
   readonly [HAND_BACK_STORE] = true as const;
   readonly [DEAD_LETTER_STORE] = true as const;
+  readonly [CANCEL_REQUEST_STORE] = true as const;
 
   readonly #redis: Redis;
   readonly #scripts: ScriptRunner;
@@ -582,6 +605,26 @@ export class RedisMailboxStore
     const thread = id('thread_id', threadId);
     const epoch = await this.#io(() => this.#redis.hget(this.#keys.thread(thread), 'epoch'));
     return epoch === null ? 0 : this.#int(epoch, `thread '${thread}': epoch`);
+  }
+
+  /** Ask the run holding this claim to stop (`CancelRequestMailboxStore`, src/contract/cancel-requests.ts). */
+  async requestRunCancel(dispatchId: string, claimToken: string): Promise<boolean> {
+    const did = id('dispatch_id', dispatchId);
+    const token = id('claim_token', claimToken);
+    const payload = await this.#run('request_run_cancel', [this.#keys.record(did)], [did, token]);
+    return payload[0] === '1';
+  }
+
+  /** The thread's epoch and latest cancel request, in one read (`CancelRequestMailboxStore`). */
+  async readRunControl(threadId: string): Promise<RunControl> {
+    const thread = id('thread_id', threadId);
+    const [epoch, cancel] = await this.#io(() =>
+      this.#redis.hmget(this.#keys.thread(thread), 'epoch', 'cancel'),
+    );
+    return {
+      epoch: epoch == null ? 0 : this.#int(epoch, `thread '${thread}': epoch`),
+      cancelToken: cancel == null ? null : storedToken(cancel, `thread '${thread}': cancel`),
+    };
   }
 
   async supersedeClaimed(

@@ -4,6 +4,7 @@
  * Every store call must fail with `StorageError` kind `Io` within `commandTimeoutMs` (plus scheduling slack),
  * never hang; after SIGCONT the same store works again and the data written before the stall is intact.
  */
+import type { CancelRequestMailboxStore } from '../../src/contract/cancel-requests.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StorageError } from '../../src/contract/errors.js';
 import { queuedDispatch } from '../../src/contract/helpers.js';
@@ -67,6 +68,8 @@ const CALLS: Call[] = [
   ['cancel', (s) => s.cancel('stall-d1', Date.now())],
   ['interruptDetailed', (s) => s.interruptDetailed('stall-other', Date.now())],
   ['currentDispatchEpoch', (s) => s.currentDispatchEpoch('stall-t')],
+  ['readRunControl', (s) => (s as CancelRequestMailboxStore).readRunControl('stall-t')],
+  ['requestRunCancel', (s) => (s as CancelRequestMailboxStore).requestRunCancel('stall-d1', 'token')],
   ['loadDispatch', (s) => s.loadDispatch('stall-d1')],
   ['listDispatches', (s) => s.listDispatches('stall-t', null, 10, 0)],
   ['countDispatchesByStatus', (s) => s.countDispatchesByStatus('Queued')],

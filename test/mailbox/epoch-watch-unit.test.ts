@@ -1,6 +1,6 @@
 /**
  * The epoch watch on its own, with fake runs, a fake store and fake timers: which runs it reads, when it
- * aborts, that no timer is left while nothing is watched, that a read that never answers only skips its own
+ * aborts (with `interrupt` for a moved epoch, with `cancel` for a cancel request naming the claim), that no timer is left while nothing is watched, that a read that never answers only skips its own
  * run, that more runs than MAX_EPOCH_READS take turns, and that stop() ends it.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -8,7 +8,7 @@ import type { ActiveRun } from '../../src/mailbox/active-run.js';
 import { EpochWatch, MAX_EPOCH_READS } from '../../src/mailbox/epoch-watch.js';
 
 interface FakeRun {
-  dispatch: { dispatch_id: string; thread_id: string; dispatch_epoch: number };
+  dispatch: { dispatch_id: string; thread_id: string; dispatch_epoch: number; claim_token: string };
   label: Record<string, unknown>;
   executing: boolean;
   aborted: boolean;
@@ -19,7 +19,12 @@ interface FakeRun {
 
 function fakeRun(threadId: string, epoch = 1, hasLiveChannel = false): FakeRun {
   return {
-    dispatch: { dispatch_id: `d-${threadId}`, thread_id: threadId, dispatch_epoch: epoch },
+    dispatch: {
+      dispatch_id: `d-${threadId}`,
+      thread_id: threadId,
+      dispatch_epoch: epoch,
+      claim_token: `tok-${threadId}`,
+    },
     label: { threadId },
     executing: true,
     aborted: false,
@@ -37,6 +42,8 @@ function fakeRun(threadId: string, epoch = 1, hasLiveChannel = false): FakeRun {
 const INTERVAL = 100;
 let runs: FakeRun[];
 let epochs: Map<string, number>;
+/** Threads' latest cancel requests (claim tokens). */
+let cancels: Map<string, string>;
 let reads: string[];
 /** Threads whose reads never answer. */
 let hanging: Set<string>;
@@ -45,13 +52,14 @@ let deferred: Map<string, (epoch: number) => void>;
 
 function watch(): EpochWatch {
   return new EpochWatch({
-    store: {
-      currentDispatchEpoch: (threadId: string) => {
-        reads.push(threadId);
-        if (hanging.has(threadId)) return new Promise<number>(() => {});
-        if (deferred.has(threadId)) return new Promise<number>((resolve) => deferred.set(threadId, resolve));
-        return Promise.resolve(epochs.get(threadId) ?? 0);
-      },
+    readControl: async (threadId: string) => {
+      reads.push(threadId);
+      const epoch = hanging.has(threadId)
+        ? await new Promise<number>(() => {})
+        : deferred.has(threadId)
+          ? await new Promise<number>((resolve) => deferred.set(threadId, resolve))
+          : (epochs.get(threadId) ?? 0);
+      return { epoch, cancelToken: cancels.get(threadId) ?? null };
     },
     intervalMs: INTERVAL,
     runs: () => runs as unknown as ActiveRun[],
@@ -63,6 +71,7 @@ beforeEach(() => {
   vi.useFakeTimers();
   runs = [];
   epochs = new Map();
+  cancels = new Map();
   reads = [];
   hanging = new Set();
   deferred = new Map();
@@ -83,6 +92,27 @@ describe('EpochWatch', () => {
     expect(reads.sort()).toEqual(['a', 'b']);
     expect(stale.abortReasons).toEqual(['interrupt']);
     expect(current.abortReasons).toEqual([]);
+    w.stop();
+  });
+
+  it('aborts with `cancel` the run whose claim a cancel request names; an interrupt wins over it', async () => {
+    const named = fakeRun('a', 1);
+    const otherClaim = fakeRun('b', 1);
+    const both = fakeRun('c', 1);
+    runs = [named, otherClaim, both];
+    epochs.set('a', 1).set('b', 1).set('c', 2);
+    // b's request names an earlier claim of its thread (ended since): not this run's.
+    cancels.set('a', 'tok-a').set('b', 'tok-earlier').set('c', 'tok-c');
+    const w = watch();
+    w.wake();
+    await vi.advanceTimersByTimeAsync(INTERVAL);
+    expect(named.abortReasons).toEqual(['cancel']);
+    expect(otherClaim.abortReasons).toEqual([]);
+    expect(both.abortReasons).toEqual(['interrupt']);
+    // The aborted runs are not read again; the other one still is.
+    await vi.advanceTimersByTimeAsync(INTERVAL);
+    expect(reads.filter((t) => t === 'b')).toHaveLength(2);
+    expect(reads.filter((t) => t === 'a')).toHaveLength(1);
     w.stop();
   });
 
@@ -171,7 +201,7 @@ describe('EpochWatch', () => {
       expect(
         () =>
           new EpochWatch({
-            store: { currentDispatchEpoch: () => Promise.resolve(0) },
+            readControl: () => Promise.resolve({ epoch: 0, cancelToken: null }),
             intervalMs,
             runs: () => [],
             logger: {},

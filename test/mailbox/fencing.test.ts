@@ -44,8 +44,8 @@ describe('fencing (memory store, two nodes)', () => {
     { timeout: 20_000 },
     async () => {
       const store = memoryStore();
-      // Node A's first renewal (its epoch read) fails once; everything else works.
-      const flaky = faultyStore(store, 'currentDispatchEpoch', (call) => call === 1);
+      // Node A's first renewal (its read of the thread's epoch and cancel request) fails once; the rest works.
+      const flaky = faultyStore(store, 'readRunControl', (call) => call === 1);
       const recorder = new Recorder(fourSeconds);
       const config = { leaseMs: 1_500, sweepIntervalMs: 200 };
       const a = newMailbox(flaky, recorder, 'node-a', config);
@@ -69,7 +69,7 @@ describe('fencing (memory store, two nodes)', () => {
       const store = memoryStore();
       // Node A's renewals fail until its run is over (then it may take part again).
       const recorder = new Recorder(fourSeconds);
-      const broken = faultyStore(store, 'currentDispatchEpoch', () => recorder.executions[0]?.end == null);
+      const broken = faultyStore(store, 'readRunControl', () => recorder.executions[0]?.end == null);
       const config = { leaseMs: 1_500, sweepIntervalMs: 200 };
       const a = newMailbox(broken, recorder, 'node-a', config);
       const b = newMailbox(store, recorder, 'node-b', config);

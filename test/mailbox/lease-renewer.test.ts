@@ -9,6 +9,8 @@ import type { MailboxStore } from '../../src/contract/store.js';
 import { Mailbox } from '../../src/mailbox/index.js';
 import { LeaseRenewer } from '../../src/mailbox/lease-renewer.js';
 import { MemoryMailboxStore } from '../../src/memory/index.js';
+import type { RunControl } from '../../src/contract/cancel-requests.js';
+import { eventually } from './wait.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -82,6 +84,112 @@ describe('LeaseRenewer', () => {
     await sleep(120);
     r.stop();
     expect(events).toEqual(['lost']);
+  });
+});
+
+describe('LeaseRenewer: cancel requests (stores with cancel requests)', () => {
+  const stores: MemoryMailboxStore[] = [];
+  afterEach(async () => {
+    for (const s of stores.splice(0)) await s.close();
+  });
+
+  async function setUp(store: MailboxStore = new MemoryMailboxStore({ signals: false })) {
+    const memory = store as MemoryMailboxStore;
+    stores.push(memory);
+    const { token, epoch } = await claimed(memory, 'd1');
+    const events: string[] = [];
+    const r = new LeaseRenewer({
+      store,
+      dispatchId: 'd1',
+      claimToken: token,
+      intervalMs: 20,
+      leaseMs: 1000,
+      suspendedLeaseMs: 5000,
+      threadId: 't',
+      dispatchEpoch: epoch,
+      leaseUntil: Date.now() + 1000,
+      onLost: () => events.push('lost'),
+      onStale: () => events.push('stale'),
+      onCancelRequested: () => events.push('cancel'),
+      logger: {},
+    });
+    return { memory, token, r, events };
+  }
+
+  const leaseOf = async (store: MailboxStore): Promise<number> =>
+    (await store.loadDispatch('d1'))?.lease_until ?? 0;
+
+  it('a request naming the claim aborts once (`cancel`), and the lease is still renewed', async () => {
+    const { memory, token, r, events } = await setUp();
+    expect(await memory.requestRunCancel('d1', token)).toBe(true);
+    r.start();
+    await eventually('the cancel', () => events.includes('cancel'));
+    const renewed = await leaseOf(memory);
+    await eventually('two more renewals', async () => (await leaseOf(memory)) > renewed + 1);
+    r.stop();
+    expect(events).toEqual(['cancel']);
+    expect(await memory.loadDispatch('d1')).toMatchObject({ status: 'Claimed', claim_token: token });
+  });
+
+  it('an interrupt wins over a request: stale, not cancel', async () => {
+    const { memory, token, r, events } = await setUp();
+    await memory.requestRunCancel('d1', token);
+    await memory.interrupt('t', Date.now());
+    r.start();
+    await eventually('the stale abort', () => events.length > 0);
+    r.stop();
+    expect(events).toEqual(['stale']);
+  });
+
+  it('a request for another claim of the thread is ignored', async () => {
+    const memory = new MemoryMailboxStore({ signals: false });
+    // The thread still holds an earlier claim's request (kept after that claim ended).
+    const earlier = new Proxy(memory, {
+      get(target, prop) {
+        if (prop === 'readRunControl') {
+          return async (threadId: string) => ({
+            ...(await target.readRunControl(threadId)),
+            cancelToken: 'an-earlier-claim',
+          });
+        }
+        const value: unknown = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const { r, events } = await setUp(earlier);
+    const before = await leaseOf(memory);
+    r.start();
+    await eventually('a renewal', async () => (await leaseOf(memory)) > before);
+    r.stop();
+    expect(events).toEqual([]);
+  });
+
+  it('a read answered after stop() reports nothing and renews nothing', async () => {
+    const memory = new MemoryMailboxStore({ signals: false });
+    let answer!: (control: RunControl) => void;
+    let extends_ = 0;
+    const held = new Proxy(memory, {
+      get(target, prop) {
+        if (prop === 'readRunControl') {
+          return () => new Promise<RunControl>((resolve) => (answer = resolve));
+        }
+        if (prop === 'extendLease') {
+          extends_++;
+        }
+        const value: unknown = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const { token, r, events } = await setUp(held);
+    r.start();
+    await eventually('the read', () => answer !== undefined);
+    r.stop();
+    answer({ epoch: 0, cancelToken: token });
+    // Let the answer's reactions run.
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(events).toEqual([]);
+    expect(extends_).toBe(0);
   });
 });
 
