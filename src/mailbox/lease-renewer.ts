@@ -42,6 +42,8 @@ export interface LeaseRenewerOptions {
   onStale(): void;
   /** A cancel request names this claim (stores with cancel requests only). */
   onCancelRequested?(): void;
+  /** The thread's epoch and latest cancel request; default `runControlReader(store)` (the Mailbox shares one). */
+  readControl?: (threadId: string) => Promise<RunControl>;
   logger: Logger;
 }
 
@@ -75,7 +77,7 @@ export class LeaseRenewer {
 
   constructor(opts: LeaseRenewerOptions) {
     this.#opts = opts;
-    this.#readControl = runControlReader(opts.store);
+    this.#readControl = opts.readControl ?? runControlReader(opts.store);
     this.#deadline = opts.leaseUntil - fencingMarginMs(opts.leaseMs, opts.intervalMs);
   }
 

@@ -20,7 +20,7 @@ import {
 } from '../contract/fused.js';
 import { queuedDispatch } from '../contract/helpers.js';
 import { isDeadLetterStore, type RequeueDeadLetterOptions } from '../contract/dead-letters.js';
-import { isCancelRequestStore, runControlReader } from '../contract/cancel-requests.js';
+import { isCancelRequestStore, runControlReader, type RunControl } from '../contract/cancel-requests.js';
 import { autoInstrumentMailbox } from '../metrics/mailbox-metrics.js';
 import type { MailboxStore } from '../contract/store.js';
 import type { DispatchSignalEntry, Message, RunDispatch, ToolCallResume } from '../contract/types.js';
@@ -118,6 +118,8 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
   readonly #live: RunLiveChannels;
   /** Interrupts from other nodes for runs without a live channel (see epoch-watch.ts); null when off. */
   readonly #epochWatch: EpochWatch | null;
+  /** The epoch and cancel-request read of the epoch watch and of every lease renewal (one per Mailbox). */
+  readonly #readControl: (threadId: string) => Promise<RunControl>;
   /** Active runs on this node by dispatch id. */
   readonly #runs = new Map<string, ActiveRun>();
   readonly #recent = new RecentSubmissions();
@@ -174,11 +176,12 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
       },
       this.config.liveSubscriptionLingerMs,
     );
+    this.#readControl = runControlReader(store);
     this.#epochWatch =
       this.config.epochPollIntervalMs === 0
         ? null
         : new EpochWatch({
-            readControl: runControlReader(store),
+            readControl: this.#readControl,
             intervalMs: this.config.epochPollIntervalMs,
             runs: () => this.#runs.values(),
             logger: this.#logger,
@@ -763,6 +766,7 @@ export class Mailbox extends EventEmitter<MailboxEvents> implements MailboxApi {
         onLost: () => run.loseLease(),
         onStale: () => run.abort('interrupt'),
         onCancelRequested: () => run.abort('cancel'),
+        readControl: this.#readControl,
         logger: this.#logger,
       }),
     );

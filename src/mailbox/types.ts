@@ -107,10 +107,11 @@ export interface MailboxConfig {
   liveSubscriptionLingerMs: number;
   /**
    * For runs no live command reaches (every run on a store without live commands, such as the Redis store
-   * without NATS; a run whose live channel failed to open): how often a Mailbox reads the epochs of their
-   * threads, so that an interrupt made on another node aborts the run (reason `interrupt`) within about this
-   * long instead of at the run's next lease renewal: default 250 ms, 0 = only at lease renewal. One read per
-   * such run per interval (at most 256 per interval; more take turns), only while one runs.
+   * without NATS; a run whose live channel failed to open): how often a Mailbox reads the epochs and cancel
+   * requests of their threads, so that an interrupt or a `cancel` made on another node aborts the run (reason
+   * `interrupt` or `cancel`) within about this long instead of at the run's next lease renewal: default
+   * 250 ms, 0 = only at lease renewal. One read per such run per interval (at most 256 per interval; more take
+   * turns), only while one runs.
    */
   epochPollIntervalMs: number;
 }

@@ -8,8 +8,8 @@
 import { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isCancelRequestStore, type CancelRequestMailboxStore } from '../../src/contract/cancel-requests.js';
-import { StorageError } from '../../src/contract/errors.js';
 import { queuedDispatch } from '../../src/contract/helpers.js';
+import { errorOf } from '../support/storage-error.js';
 import type { MailboxStore } from '../../src/contract/store.js';
 import { MemoryMailboxStore } from '../../src/memory/index.js';
 import { createMailboxStore, type RedisKeys } from '../../src/redis/index.js';
@@ -24,16 +24,6 @@ interface Fixture {
 }
 
 const LEASE = 30_000;
-
-async function errorOf(action: () => unknown): Promise<StorageError> {
-  try {
-    await action();
-  } catch (err) {
-    expect(err).toBeInstanceOf(StorageError);
-    return err as StorageError;
-  }
-  throw new Error('expected an error');
-}
 
 function describeCancelRequests(name: string, redis: boolean, make: () => Promise<Fixture>): void {
   describe(`cancel requests: ${name}`, () => {

@@ -6,8 +6,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isDeadLetterStore } from '../../src/contract/dead-letters.js';
 import type { DeadLetterMailboxStore } from '../../src/contract/dead-letters.js';
-import { StorageError } from '../../src/contract/errors.js';
 import { queuedDispatch } from '../../src/contract/helpers.js';
+import { errorOf } from '../support/storage-error.js';
 import type { DispatchSignalEntry, RunDispatch } from '../../src/contract/types.js';
 import type { MailboxStore } from '../../src/contract/store.js';
 
@@ -32,16 +32,6 @@ function dispatch(id: string, thread: string, extra: Partial<RunDispatch> = {}):
     max_attempts: 3,
     ...extra,
   });
-}
-
-async function errorOf(action: () => unknown): Promise<StorageError> {
-  try {
-    await action();
-  } catch (err) {
-    expect(err).toBeInstanceOf(StorageError);
-    return err as StorageError;
-  }
-  throw new Error('expected an error');
 }
 
 /** Enqueue, claim and dead-letter `d` (explicitly, with `error`). */

@@ -22,30 +22,32 @@ async function claimed(store: MailboxStore, id: string): Promise<{ token: string
   return { token: d?.claim_token ?? '', epoch: d?.dispatch_epoch ?? -1 };
 }
 
+/** A renewer of claim `token` on thread 't' every 20 ms; `events` records what it reported, in order. */
+function renewer(store: MailboxStore, id: string, token: string, epoch: number) {
+  const events: string[] = [];
+  const r = new LeaseRenewer({
+    store,
+    dispatchId: id,
+    claimToken: token,
+    intervalMs: 20,
+    leaseMs: 1000,
+    suspendedLeaseMs: 5000,
+    threadId: 't',
+    dispatchEpoch: epoch,
+    leaseUntil: Date.now() + 1000,
+    onLost: () => events.push('lost'),
+    onStale: () => events.push('stale'),
+    onCancelRequested: () => events.push('cancel'),
+    logger: {},
+  });
+  return { r, events };
+}
+
 describe('LeaseRenewer', () => {
   const stores: MemoryMailboxStore[] = [];
   afterEach(async () => {
     for (const s of stores.splice(0)) await s.close();
   });
-
-  function renewer(store: MailboxStore, id: string, token: string, epoch: number) {
-    const events: string[] = [];
-    const r = new LeaseRenewer({
-      store,
-      dispatchId: id,
-      claimToken: token,
-      intervalMs: 20,
-      leaseMs: 1000,
-      suspendedLeaseMs: 5000,
-      threadId: 't',
-      dispatchEpoch: epoch,
-      leaseUntil: Date.now() + 1000,
-      onLost: () => events.push('lost'),
-      onStale: () => events.push('stale'),
-      logger: {},
-    });
-    return { r, events };
-  }
 
   it('extends the lease while the thread keeps the claim epoch', async () => {
     const store = new MemoryMailboxStore({ signals: false });
@@ -97,23 +99,7 @@ describe('LeaseRenewer: cancel requests (stores with cancel requests)', () => {
     const memory = store as MemoryMailboxStore;
     stores.push(memory);
     const { token, epoch } = await claimed(memory, 'd1');
-    const events: string[] = [];
-    const r = new LeaseRenewer({
-      store,
-      dispatchId: 'd1',
-      claimToken: token,
-      intervalMs: 20,
-      leaseMs: 1000,
-      suspendedLeaseMs: 5000,
-      threadId: 't',
-      dispatchEpoch: epoch,
-      leaseUntil: Date.now() + 1000,
-      onLost: () => events.push('lost'),
-      onStale: () => events.push('stale'),
-      onCancelRequested: () => events.push('cancel'),
-      logger: {},
-    });
-    return { memory, token, r, events };
+    return { memory, token, ...renewer(store, 'd1', token, epoch) };
   }
 
   const leaseOf = async (store: MailboxStore): Promise<number> =>
