@@ -120,9 +120,14 @@ export class ActiveRun {
     this.abort('lease-lost');
   }
 
-  /** A live `Cancel` arrived: abort with the reason it stands for (cancel, or interrupt). */
-  async #onLiveCancel(): Promise<void> {
-    if (this.#aborted !== null || this.phase === 'done') return;
+  /**
+   * A live `Cancel` arrived: abort with the reason it stands for (cancel, or interrupt). True when the run
+   * is (or already was) aborted while its executor ran; false once the executor returned, whose settlement
+   * an abort no longer changes (the sender is then told the Cancel did not land).
+   */
+  async #onLiveCancel(): Promise<boolean> {
+    if (this.#aborted !== null) return this.phase !== 'done';
+    if (!this.executing) return false;
     let reason: AbortReason = 'cancel';
     try {
       reason = await this.#liveCancelReason(this);
@@ -132,7 +137,10 @@ export class ActiveRun {
         error: errorMessage(err),
       });
     }
+    // The executor may have returned while the reason was read.
+    if (!this.executing) return this.#aborted !== null;
     this.abort(reason);
+    return true;
   }
 
   attachRenewer(renewer: LeaseRenewer): void {

@@ -247,10 +247,14 @@ async function runExecutor(
   try {
     outcome = await deps.executor(ctx);
   } catch (err) {
+    // From here on an abort no longer changes the settlement: the run is settling (aborts that check
+    // `executing`, such as a live Cancel, are then refused instead of reported as delivered).
+    run.phase = 'settling';
     if (run.aborted) return afterAbort(run, null);
     if (isPermanentError(err)) return { kind: 'fail', error: errorMessage(err) };
     return { kind: 'retry', error: errorMessage(err) };
   }
+  run.phase = 'settling';
   const settlement = fromOutcome(outcome);
   return run.aborted ? afterAbort(run, settlement) : settlement;
 }

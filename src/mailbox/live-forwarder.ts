@@ -1,7 +1,8 @@
 /**
  * The runtime forwarder (as upstream Awaken runs it), for one run: reads the run's live channel and
- * - `Cancel` → abort the run (`onCancel`, which finds out whether the cancel stands for an interrupt), ack,
- *   stop forwarding;
+ * - `Cancel` → abort the run (`onCancel`, which finds out whether the cancel stands for an interrupt) and
+ *   ack, then stop forwarding; a run whose executor already returned is not cancelled any more, so then the
+ *   receipt is rejected (the sender sees NoSubscriber at once) instead of acked;
  * - `Messages` / `Decision` / `PendingBoundaryWake` → into the run's inbox (the executor acks once it accepted
  *   them); a full inbox drops the receipt, one whose executor does not read commands rejects it (the
  *   sender sees NoSubscriber at once and queues durably), a closed one ends forwarding;
@@ -27,7 +28,8 @@ export function isKnownForwardedCommand(command: LiveRunCommand): boolean {
 export async function forwardLiveCommands(
   stream: LiveRunCommandStream,
   inbox: CommandInbox,
-  onCancel: () => Promise<void>,
+  /** Abort the run; false when it could no longer be cancelled (its executor had returned). */
+  onCancel: () => Promise<boolean>,
   abortRun: () => void,
   logger: Logger,
   runLabel: Record<string, unknown>,
@@ -36,10 +38,13 @@ export async function forwardLiveCommands(
     for await (const entry of stream) {
       const { command } = entry;
       if (command === 'Cancel') {
-        await onCancel();
-        await entry.receipt.ack().catch((err: unknown) => {
-          logger.warn?.('live cancel ack failed', { ...runLabel, error: errorMessage(err) });
-        });
+        if (await onCancel()) {
+          await entry.receipt.ack().catch((err: unknown) => {
+            logger.warn?.('live cancel ack failed', { ...runLabel, error: errorMessage(err) });
+          });
+        } else {
+          await entry.receipt.reject?.().catch(() => undefined);
+        }
         return;
       }
       if (isKnownForwardedCommand(command)) {

@@ -15,6 +15,8 @@ import type {
 } from '../../src/contract/types.js';
 import { CommandInbox, deliverLocally } from '../../src/mailbox/command-inbox.js';
 import { forwardLiveCommands } from '../../src/mailbox/live-forwarder.js';
+import { ActiveRun } from '../../src/mailbox/active-run.js';
+import type { AbortReason } from '../../src/mailbox/index.js';
 import {
   DEFAULT_MAILBOX_CONFIG,
   Mailbox,
@@ -170,11 +172,18 @@ describe('run inbox', () => {
 
 class FakeStream implements LiveRunCommandStream {
   readonly acked: LiveRunCommand[] = [];
+  readonly rejected: LiveRunCommand[] = [];
   closed = false;
   constructor(private readonly commands: LiveRunCommand[]) {}
   async *[Symbol.asyncIterator](): AsyncIterator<LiveRunCommandEntry> {
     for (const command of this.commands) {
-      yield { command, receipt: { ack: async () => void this.acked.push(command) } };
+      yield {
+        command,
+        receipt: {
+          ack: async () => void this.acked.push(command),
+          reject: async () => void this.rejected.push(command),
+        },
+      };
     }
   }
   async close(): Promise<void> {
@@ -188,7 +197,10 @@ describe('live forwarder', () => {
     const inbox = new CommandInbox();
     let cancelled = 0;
     let aborted = 0;
-    const onCancel = async (): Promise<void> => void cancelled++;
+    const onCancel = async (): Promise<boolean> => {
+      cancelled++;
+      return true;
+    };
     await forwardLiveCommands(stream, inbox, onCancel, () => aborted++, {}, {});
     expect(cancelled).toBe(1);
     expect(aborted).toBe(0);
@@ -220,13 +232,55 @@ describe('live forwarder', () => {
     await forwardLiveCommands(
       stream,
       new CommandInbox(),
-      async () => undefined,
+      async () => true,
       () => aborted++,
       {},
       {},
     );
     expect(aborted).toBe(1);
     expect(stream.acked).toEqual([]);
+  });
+
+  it('an ActiveRun takes a live Cancel while executing, and refuses it once its executor returned', async () => {
+    const claimedRecord = {
+      ...queuedDispatch({ dispatch_id: 'd', thread_id: 't', run_id: 'r', created_at: 1 }),
+    };
+    claimedRecord.status = 'Claimed';
+    claimedRecord.claim_token = 'tok';
+    // Executing: aborted with `cancel`, acked.
+    const executing = new ActiveRun(claimedRecord, {});
+    executing.phase = 'executing';
+    const first = new FakeStream(['Cancel']);
+    executing.attachLiveStream(first);
+    await eventually('the ack', () => first.acked.length === 1);
+    expect(executing.abortReason).toBe('cancel');
+    // The executor returns while the Cancel's reason is being read: not aborted, rejected.
+    let answer!: (reason: AbortReason) => void;
+    const returning = new ActiveRun(claimedRecord, {}, () => new Promise((r) => (answer = r)));
+    returning.phase = 'executing';
+    const second = new FakeStream(['Cancel']);
+    returning.attachLiveStream(second);
+    await eventually('the reason read', () => answer !== undefined);
+    returning.phase = 'settling';
+    answer('cancel');
+    await eventually('the rejection', () => second.rejected.length === 1);
+    expect(second.acked).toEqual([]);
+    expect(returning.aborted).toBe(false);
+  });
+
+  it('rejects a Cancel that came too late (the executor had returned): not acked, forwarding ends', async () => {
+    const stream = new FakeStream(['Cancel', { Messages: [] }]);
+    const inbox = new CommandInbox();
+    await forwardLiveCommands(
+      stream,
+      inbox,
+      async () => false,
+      () => undefined,
+      {},
+      {},
+    );
+    expect(stream.acked).toEqual([]);
+    expect(stream.rejected).toEqual(['Cancel']);
   });
 });
 
