@@ -14,6 +14,15 @@ local KEYS, ARGV
 local PREFIX, K_COUNTS, K_LEASES, K_TERMINAL, K_QTHREADS, K_DUE, K_STREAM, K_DRAINED
 -- '1' when the Redis Streams transport is active: a script that makes a dispatch claimable XADDs its signal.
 local SIGNAL_STREAM
+-- Set ('q' after the flag) when an enqueue onto a thread that holds a claim gets no signal (see `enter`);
+-- a claim that ends without the same call claiming its thread again then hands the thread off (`hand_off`).
+local QUIET_CLAIMED
+-- Quiet mode, per call: thread id -> true for each thread whose claim ended in this call and that no claim
+-- of the same call took again (false then), the threads in the order of their first release, and the
+-- dispatches this call made Queued and signalled (their signal is sent already). Nil until needed.
+local RELEASED, RELEASED_ORDER, SIGNALLED
+-- Filled in after `leave` / `enter` (it reads the thread's sets); `run` calls it when a call ends.
+local hand_off
 -- Wall clock (ms) of the caller and republish delay, only for signal bookkeeping (never for state).
 local SIGNAL_WALL, REPUBLISH_MS
 -- Priority and created_at never change after enqueue, so a record's order key is computed once per call.
@@ -63,11 +72,14 @@ local function begin(keys, argv)
     K_COUNTS, K_LEASES, K_TERMINAL = p .. 'cnt', p .. 'lease', p .. 'term'
     K_QTHREADS, K_DUE, K_STREAM, K_DRAINED = p .. 'qthreads', p .. 'due', p .. 'sig:stream', p .. 'drained'
   end
-  SIGNAL_STREAM = argv[1] == '1'
+  local flags = argv[1]
+  SIGNAL_STREAM = flags == '1' or flags == '1q'
+  QUIET_CLAIMED = flags == '0q' or flags == '1q'
   SIGNAL_WALL = int(argv[2]) or 0
   REPUBLISH_MS = int(argv[3]) or 0
   ORDER_KEYS = {}
   COUNTERS_CHECKED = false
+  RELEASED, RELEASED_ORDER, SIGNALLED = nil, nil, nil
   -- `flush_counts` leaves every sum unchanged (false); a call that ended before it did cannot leak its sums.
   for i = 1, COUNT_N do COUNT_DELTA[COUNT_ORDER[i]] = false end
   COUNT_N, COUNT_SEEN = 0, nil
@@ -96,6 +108,8 @@ local MAX_SAFE = 9007199254740991
 local MAX_U32 = 4294967295
 local ORDER_ID_AT = 22    -- order key = 3-digit priority | 16-digit created_at | dispatch_id
 local TERMINAL_ID_AT = 18 -- terminal key = 16-digit created_at | dispatch_id
+-- Longest a consumer parks the signal of a dispatch not yet available (src/signals/filter.ts).
+local MAX_PARKED_MS = 30000
 
 local function is_terminal(s)
   return s == 'Acked' or s == 'Cancelled' or s == 'Superseded' or s == 'DeadLetter'
@@ -174,17 +188,22 @@ end
 -- they write, except where the contract wants the write (stale claim superseded + VersionConflict).
 -- The status counters of the transitions made are applied in every case, so they always match the
 -- records, even when a Redis error (a key of the wrong type) ends the script.
+-- In quiet mode the threads whose claim ended are handed off in every case too (`hand_off`; should that
+-- fail, as on a key of the wrong type, the call's own outcome stands and the sweeper signals the thread).
 local function run(body)
   local ok, res = pcall(body)
   if ok then
+    if RELEASED_ORDER then pcall(hand_off) end
     flush_counts()
     return res
   end
   if type(res) == 'table' and res.awaken then
+    if RELEASED_ORDER then pcall(hand_off) end
     flush_counts()
     return { 'err', res.kind, res.detail, tostring(res.expected or ''), tostring(res.actual or '') }
   end
   if RESP3_MAPS then redis.setresp(2) end
+  if RELEASED_ORDER then pcall(hand_off) end
   pcall(flush_counts)
   error(res, 0)
 end
@@ -492,6 +511,11 @@ local function leave(r)
     redis.call('ZREM', K_DUE, r.dispatch_id)
   elseif s == 'Claimed' then
     redis.call('ZREM', K_LEASES, r.dispatch_id)
+    if QUIET_CLAIMED then
+      if RELEASED_ORDER == nil then RELEASED, RELEASED_ORDER = {}, {} end
+      if RELEASED[t] == nil then RELEASED_ORDER[#RELEASED_ORDER + 1] = t end
+      RELEASED[t] = true
+    end
   else
     redis.call('ZREM', K_TERMINAL, terminal_key(r))
   end
@@ -500,7 +524,11 @@ end
 -- Add r to the indexes of its (new) status. A Queued dispatch goes to the ready set when it is available
 -- at `now` (number), or, for enqueue which has no `now`, at its own updated_at; otherwise to waiting. The
 -- ready set is only a hint: claim re-checks available_at and moves an early entry back to waiting.
-local function enter(r, now)
+-- With `quiet_if_claimed` (enqueue) and the store's `quietClaimedThreads`, a Queued dispatch whose thread
+-- holds a claim gets no signal: the claim's holder takes the thread's next dispatch when its run ends (a
+-- chained completion, or the claim a worker makes after any outcome), and the sweeper republishes it once
+-- due should that not happen. Answers false when it withheld the signal so.
+local function enter(r, now, quiet_if_claimed)
   local s, t, okey = r.status, r.thread_id, order_key(r)
   redis.call('ZADD', k_status(s, t), '0', okey)
   count(s, 1)
@@ -518,12 +546,57 @@ local function enter(r, now)
     -- Signalled now (below or by the caller), so the sweeper owes it a republish only once it is
     -- available and the last signal is older than the republish delay.
     redis.call('ZADD', K_DUE, num(math.max(avail, SIGNAL_WALL + REPUBLISH_MS)), r.dispatch_id)
+    if QUIET_CLAIMED then
+      if quiet_if_claimed and redis.call('ZCARD', k_status('Claimed', t)) > 0 then return false end
+      SIGNALLED = SIGNALLED or {}
+      SIGNALLED[r.dispatch_id] = true
+    end
     signal(r)
   elseif s == 'Claimed' then
     redis.call('ZADD', K_LEASES, r.lease_until, r.dispatch_id)
+    if RELEASED and RELEASED[t] then RELEASED[t] = false end
   else
     redis.call('ZADD', K_TERMINAL, r.updated_at, terminal_key(r))
     release_dedupe(r)
+  end
+end
+
+-- Quiet mode: a thread whose claim ended in this call without the call claiming it again may hold Queued
+-- dispatches enqueued while it was claimed, which got no signal. Its head is signalled now: the first of
+-- its ready set, else the earliest of its waiting set (a consumer parks that signal until it is available).
+-- With Redis Streams the signal is XADDed here; with JetStream (published by Node) the head is made due at
+-- once in the `due` index and the store has the sweeper run soon. A head this call signalled already (a
+-- requeue) is left alone.
+hand_off = function()
+  local order = RELEASED_ORDER
+  RELEASED_ORDER = nil
+  for i = 1, #order do
+    local t = order[i]
+    -- Still free: no claim of this call took it again, and no other claim holds it (a claim of several).
+    if RELEASED[t] and redis.call('ZCARD', k_status('Claimed', t)) == 0 then
+      local id, due, now
+      local head = redis.call('ZRANGE', k_ready(t), '0', '0')[1]
+      if head then
+        id, due, now = string.sub(head, ORDER_ID_AT), SIGNAL_WALL, true
+      else
+        local w = redis.call('ZRANGE', k_waiting(t), '0', '0', 'WITHSCORES')
+        if w[1] then
+          -- Signalled now like a ready head (a consumer parks it until it is available) unless it waits
+          -- longer than a consumer parks a signal: then the sweeper signals it once available.
+          local avail = tonumber(w[2])
+          id = string.sub(w[1], ORDER_ID_AT)
+          now = avail - SIGNAL_WALL <= MAX_PARKED_MS
+          due = now and SIGNAL_WALL or avail
+        end
+      end
+      if id and not (SIGNALLED and SIGNALLED[id]) then
+        if SIGNAL_STREAM and now then
+          redis.call('XADD', K_STREAM, '*', 't', t, 'd', id)
+          due = math.max(due, SIGNAL_WALL + REPUBLISH_MS)
+        end
+        redis.call('ZADD', K_DUE, num(due), id)
+      end
+    end
   end
 end
 
@@ -833,8 +906,9 @@ end
 -- then field/value pairs for dedupe_key and last_error when not null (all validated by the caller). Status
 -- and epoch are set here. The record is written straight from ARGV with the field names as constants: a
 -- table built from field/value pairs and flattened again, and the names sent with every call, cost Redis
--- ~13 % of an enqueue (callgrind). Answers {'ok'}; raises AlreadyExists("dedupe_key=<key>") /
--- AlreadyExists(<dispatch_id>) before writing anything.
+-- ~13 % of an enqueue (callgrind). Answers {'ok'}, or {'ok', 'quiet'} when the thread holds a claim and
+-- the dispatch got no signal (see `enter`; the JetStream caller then publishes none either); raises
+-- AlreadyExists("dedupe_key=<key>") / AlreadyExists(<dispatch_id>) before writing anything.
 local function enqueue_at(base, last)
   local id, t = ARGV[base + 1], ARGV[base + 2]
   local dedupe = nil
@@ -873,10 +947,11 @@ local function enqueue_at(base, last)
   redis.call('HINCRBY', k_th, 'n', '1')
   if dedupe ~= nil then redis.call('HSET', k_dd, dedupe, id) end
   -- What `enter` reads of a Queued record.
-  enter({
+  local signalled = enter({
     dispatch_id = id, thread_id = t, status = 'Queued', priority = ARGV[base + 4], available_at = ARGV[base + 5],
     created_at = ARGV[base + 8], updated_at = ARGV[base + 9],
-  }, nil)
+  }, nil, true)
+  if signalled == false then return { 'ok', 'quiet' } end
   return { 'ok' }
 end
 

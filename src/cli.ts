@@ -205,6 +205,10 @@ function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
       '--jetstream-replicas <n>',
       'copies of the JetStream signal stream: 1 or 3 (3 with --local-cluster)',
     )
+    .option(
+      '--quiet-claimed-threads',
+      "no signal for an enqueue onto a thread that holds a claim (the stores' quietClaimedThreads)",
+    )
     .action(async (raw: RawBenchOptions) => {
       const parsed = parseBenchOptions(raw, io.env);
       const controller = new AbortController();

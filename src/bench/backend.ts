@@ -135,6 +135,8 @@ export interface OpenStoreOptions {
   durability?: 'async' | 'replicated';
   /** Copies of the JetStream signal stream (3 on a NATS cluster; default 1). */
   jetstreamReplicas?: 1 | 3;
+  /** The stores' `quietClaimedThreads` (`--quiet-claimed-threads`; default false). */
+  quietClaimedThreads?: boolean;
 }
 
 /** Open a store for `spec`. The memory store is in-process: only the coordinator and in-process nodes can share it. */
@@ -144,6 +146,7 @@ export async function openStore(spec: BackendSpec, opts: OpenStoreOptions = {}):
     return new MemoryMailboxStore({
       ...(opts.sweepIntervalMs !== undefined ? { sweepIntervalMs: opts.sweepIntervalMs } : {}),
       ...(opts.republishAfterMs !== undefined ? { republishAfterMs: opts.republishAfterMs } : {}),
+      ...(opts.quietClaimedThreads ? { quietClaimedThreads: true } : {}),
     });
   }
   const { createMailboxStore } = await import('../redis/create-store.js');
@@ -157,5 +160,6 @@ export async function openStore(spec: BackendSpec, opts: OpenStoreOptions = {}):
     namespace: spec.namespace,
     ...(opts.sweepIntervalMs !== undefined ? { sweepIntervalMs: opts.sweepIntervalMs } : {}),
     ...(opts.republishAfterMs !== undefined ? { republishAfterMs: opts.republishAfterMs } : {}),
+    ...(opts.quietClaimedThreads ? { quietClaimedThreads: true } : {}),
   });
 }

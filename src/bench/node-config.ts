@@ -48,6 +48,7 @@ export const nodeConfigSchema = z.discriminatedUnion('mode', [
       redisCluster: z.array(z.string().min(1)).min(1).optional(),
       durability: z.enum(['async', 'replicated']).optional(),
       jetstreamReplicas: z.union([z.literal(1), z.literal(3)]).optional(),
+      quietClaimedThreads: z.boolean().optional(),
     }),
     runMs: z.string().min(1),
     failRate: z.number().min(0).max(1),

@@ -74,6 +74,8 @@ export interface BenchOptions {
   durability: 'async' | 'replicated';
   /** `--jetstream-replicas`: copies of the JetStream signal stream (3 on a NATS cluster). */
   jetstreamReplicas: 1 | 3;
+  /** `--quiet-claimed-threads`: the stores' `quietClaimedThreads` (no signal for an enqueue behind a claim). */
+  quietClaimedThreads: boolean;
 }
 
 export interface RawBenchOptions {
@@ -108,6 +110,7 @@ export interface RawBenchOptions {
   localCluster?: boolean;
   durability?: string;
   jetstreamReplicas?: string;
+  quietClaimedThreads?: boolean;
 }
 
 export const BENCH_DEFAULTS = {
@@ -320,5 +323,6 @@ export function parseBenchOptions(raw: RawBenchOptions, env: NodeJS.ProcessEnv =
     baseline,
     baselines,
     progress: oneOf('progress', raw.progress, ['auto', 'tty', 'lines', 'off'] as const) ?? 'auto',
+    quietClaimedThreads: raw.quietClaimedThreads === true,
   };
 }

@@ -223,8 +223,12 @@ export async function runBench(opts: BenchOptions, io: BenchIO): Promise<BenchRe
   const storeOptions: OpenStoreOptions = {
     ...(opts.killNodeAt ? killRunStoreOptions(opts.leaseMs) : {}),
     ...clusterStoreOptions(opts),
+    ...(opts.quietClaimedThreads ? { quietClaimedThreads: true } : {}),
   };
   const store = await openStore(spec, storeOptions);
+  if (opts.quietClaimedThreads) {
+    progress.note('bench: quietClaimedThreads: no signal for an enqueue onto a thread that holds a claim');
+  }
   // The coordinator's own Mailbox is never started (it runs nothing): it is the API the interrupts go through.
   const control = new Mailbox({
     store,

@@ -18,6 +18,12 @@ export interface MemoryMailboxStoreOptions {
   liveAckTimeoutMs?: number;
   /** Live commands one subscriber may have waiting unread; more resolve `NoSubscriber` (default 256). */
   liveBufferSize?: number;
+  /**
+   * Quiet signals for busy threads (default false), as the Redis store's option of the same name: an
+   * enqueue onto a thread that holds a claim publishes no signal, and a claim that ends without the same
+   * call claiming its thread again signals the thread's head (once the call is over).
+   */
+  quietClaimedThreads?: boolean;
 }
 
 export const DEFAULT_SWEEP_INTERVAL_MS = 5000;
@@ -45,8 +51,12 @@ export function resolveMemoryOptions(options: unknown): ResolvedMemoryOptions {
   if (o.signals !== undefined && typeof o.signals !== 'boolean') {
     throw StorageError.validation('signals must be a boolean');
   }
+  if (o.quietClaimedThreads !== undefined && typeof o.quietClaimedThreads !== 'boolean') {
+    throw StorageError.validation('quietClaimedThreads must be a boolean');
+  }
   return {
     signals: o.signals ?? true,
+    quietClaimedThreads: o.quietClaimedThreads ?? false,
     sweepIntervalMs: positiveInt('sweepIntervalMs', o.sweepIntervalMs, DEFAULT_SWEEP_INTERVAL_MS, MAX_MS),
     republishAfterMs: positiveInt('republishAfterMs', o.republishAfterMs, DEFAULT_REPUBLISH_AFTER_MS, MAX_MS),
     sweepBatchSize: positiveInt('sweepBatchSize', o.sweepBatchSize, DEFAULT_SWEEP_BATCH_SIZE, MAX_COUNT),

@@ -44,7 +44,7 @@ import type {
 import { RUN_DISPATCH_STATUSES, isTerminal } from '../contract/types.js';
 import { normalizeRunDispatch } from '../contract/codec.js';
 import { validateForPersist } from '../contract/validate.js';
-import { filterSignals } from '../signals/filter.js';
+import { filterSignals, MAX_PARKED_SIGNAL_MS } from '../signals/filter.js';
 import type { SignalRef } from '../signals/transport.js';
 import { MemoryLiveChannel } from './live.js';
 import {
@@ -118,6 +118,13 @@ export class MemoryMailboxStore
   readonly #table = new DispatchTable();
   readonly #signals: MemorySignalQueue | null;
   readonly #republish = new RepublishSchedule();
+  /**
+   * `quietClaimedThreads`: threads whose claim ended in the current call, and the dispatches the call made
+   * Queued and signalled (see `#handOff`, which runs once the call is over).
+   */
+  readonly #released = new Set<string>();
+  readonly #signalledInCall = new Set<string>();
+  #handOffPending = false;
   readonly #live: MemoryLiveChannel;
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #closed = false;
@@ -166,7 +173,12 @@ export class MemoryMailboxStore
     };
     validateForPersist(next);
     this.#table.insert(next);
-    this.#enteredQueued(next);
+    // With `quietClaimedThreads`, a thread holding a claim gets no signal: its holder takes the next dispatch
+    // when the run ends (see `#enteredQueued`); the republish schedule still covers it.
+    this.#enteredQueued(
+      next,
+      this.#options.quietClaimedThreads && (this.#table.thread(next.thread_id)?.size('Claimed') ?? 0) > 0,
+    );
   }
 
   async claim(
@@ -891,16 +903,75 @@ export class MemoryMailboxStore
     this.#table.replace(prev, next);
     if (prev.status === 'Queued' && next.status !== 'Queued') this.#republish.unset(prev.dispatch_id);
     if (next.status === 'Queued' && prev.status !== 'Queued') this.#enteredQueued(next);
+    if (prev.status === 'Claimed' && next.status !== 'Claimed') this.#claimEnded(next.thread_id);
     if (isTerminal(next.status)) this.#signals?.discard([next.dispatch_id]);
     return next;
   }
 
-  /** A dispatch became Queued (enqueue, nack, lease expiry): signal it and schedule its republish. */
-  #enteredQueued(d: RunDispatch): void {
+  /**
+   * A dispatch became Queued (enqueue, nack, lease expiry): signal it (unless `quiet`: an enqueue onto a
+   * thread that holds a claim, whose holder claims the thread's next dispatch when its run ends) and
+   * schedule its republish.
+   */
+  #enteredQueued(d: RunDispatch, quiet = false): void {
     if (this.#signals === null) return;
     const ref = { thread_id: d.thread_id, dispatch_id: d.dispatch_id };
-    this.#signals.publishNow([ref]);
+    if (!quiet) {
+      this.#signals.publishNow([ref]);
+      if (this.#options.quietClaimedThreads) {
+        this.#handOffAfterCall();
+        this.#signalledInCall.add(d.dispatch_id);
+      }
+    }
     this.#republish.set(ref, Math.max(d.available_at, Date.now() + this.#options.republishAfterMs));
+  }
+
+  /**
+   * `quietClaimedThreads`: a claim of `threadId` ended. Once the current call is over (a chained claim may
+   * take the thread again in the same call), the thread is handed off (`#handOff`).
+   */
+  #claimEnded(threadId: string): void {
+    if (this.#signals === null || !this.#options.quietClaimedThreads) return;
+    this.#handOffAfterCall();
+    this.#released.add(threadId);
+  }
+
+  /** Run `#handOff` once the current call is over (every store call runs synchronously to its end). */
+  #handOffAfterCall(): void {
+    if (this.#handOffPending) return;
+    this.#handOffPending = true;
+    queueMicrotask(() => this.#handOff());
+  }
+
+  /**
+   * `quietClaimedThreads`: every thread whose claim ended and that nobody claimed again may hold dispatches
+   * enqueued while it was claimed, which got no signal: its head (the first ready dispatch, else the
+   * earliest waiting one) is signalled now, unless it was signalled since the claim ended (a requeue).
+   * As the Redis store's scripts do at the end of the call.
+   */
+  #handOff(): void {
+    this.#handOffPending = false;
+    const signals = this.#signals;
+    const released = [...this.#released];
+    const signalled = new Set(this.#signalledInCall);
+    this.#released.clear();
+    this.#signalledInCall.clear();
+    if (signals === null || this.#closed) return;
+    const now = Date.now();
+    for (const threadId of released) {
+      const thread = this.#table.thread(threadId);
+      if (thread === undefined || thread.size('Claimed') > 0) continue;
+      const head = thread.ready.first() ?? thread.waiting.first();
+      if (head === undefined || signalled.has(head.dispatch_id)) continue;
+      const ref = { thread_id: threadId, dispatch_id: head.dispatch_id };
+      // A head due later than a consumer parks a signal is signalled by the sweeper once available.
+      if (head.available_at - now <= MAX_PARKED_SIGNAL_MS) {
+        signals.publishNow([ref]);
+        this.#republish.set(ref, Math.max(head.available_at, now + this.#options.republishAfterMs));
+      } else {
+        this.#republish.set(ref, head.available_at);
+      }
+    }
   }
 }
 

@@ -145,6 +145,7 @@ export async function createMailboxStore(options: CreateMailboxStoreOptions): Pr
       signals: o.signals,
       commandTimeoutMs: o.commandTimeoutMs,
       republishAfterMs: o.republishAfterMs,
+      quietClaimedThreads: o.quietClaimedThreads,
       secrets,
       logger: o.logger,
     };

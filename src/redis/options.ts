@@ -67,6 +67,19 @@ export interface CreateMailboxStoreOptions {
   sweepIntervalMs?: number;
   /** A Queued, available dispatch is signalled again when its last signal is older than this (default 30000). */
   republishAfterMs?: number;
+  /**
+   * Quiet signals for busy threads (default false: every enqueue is signalled). An enqueue onto a thread
+   * that holds a claim publishes no signal: only the claim's holder can run the thread's next dispatch, and
+   * a Mailbox's chained completion claims it in the same call. Whenever a claim ends without the same call
+   * claiming its thread again (an ack or nack without a chained claim, a dead letter, a supersede,
+   * a hand-back, a lease reclaimed by the sweep, a chained claim that found the next dispatch not yet
+   * available), the store signals the thread's head: with Redis Streams in the same script, with JetStream
+   * through a sweep run within ~10 ms. Requeues are always signalled, and the sweeper still republishes
+   * anything left unsignalled after `republishAfterMs`. Saves the busy threads' signal traffic (with
+   * JetStream a publish, its storage, a pull, a filter read and an ack per dispatch); every node of the
+   * namespace must run a version that knows the option.
+   */
+  quietClaimedThreads?: boolean;
   logger?: Logger;
 }
 
@@ -151,6 +164,7 @@ const optionsSchema = z.strictObject({
   natsOptions: plainObject.optional(),
   sweepIntervalMs: positiveMs.optional(),
   republishAfterMs: positiveMs.optional(),
+  quietClaimedThreads: z.boolean({ error: 'must be a boolean' }).optional(),
   logger: plainObject.optional(),
 });
 
@@ -228,6 +242,7 @@ export interface ResolvedOptions {
   natsOptions: Partial<NodeConnectionOptions>;
   sweepIntervalMs: number;
   republishAfterMs: number;
+  quietClaimedThreads: boolean;
   logger: Logger;
 }
 
@@ -279,6 +294,7 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     natsOptions: (o.natsOptions ?? {}) as Partial<NodeConnectionOptions>,
     sweepIntervalMs: o.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS,
     republishAfterMs: o.republishAfterMs ?? DEFAULT_REPUBLISH_AFTER_MS,
+    quietClaimedThreads: o.quietClaimedThreads ?? false,
     logger: (o.logger ?? {}) as Logger,
   };
 }

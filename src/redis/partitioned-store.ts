@@ -51,7 +51,7 @@ import {
   type IndexEntry,
 } from './partitions.js';
 import { unwrapReply, type ScriptRunner } from './scripts.js';
-import { RedisMailboxStore, type RedisMailboxStoreParts, type Stoppable } from './store.js';
+import { RedisMailboxStore, signalFlags, type RedisMailboxStoreParts, type Stoppable } from './store.js';
 
 export interface PartitionedStoreParts extends RedisMailboxStoreParts {
   /** The shared connection: a single-server client or a Cluster. */
@@ -134,7 +134,7 @@ export class PartitionedRedisMailboxStore extends RedisMailboxStore {
     this.#namespace = parts.keys.namespace;
     this.#transportRef = parts.transport;
     this.#scripts = parts.scripts;
-    this.#signalFlag = parts.signals === 'redis-streams' ? '1' : '0';
+    this.#signalFlag = signalFlags(parts.signals, parts.quietClaimedThreads ?? false);
     this.#republishAfterMs = parts.republishAfterMs;
   }
 
@@ -161,6 +161,7 @@ export class PartitionedRedisMailboxStore extends RedisMailboxStore {
   override attachSweeper(sweeper: Stoppable): void {
     this.#sweeperRef = sweeper;
     super.attachSweeper(sweeper);
+    for (const part of this.#parts) part.handOffTo(sweeper);
   }
 
   // ---- writes ----

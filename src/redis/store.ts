@@ -76,7 +76,31 @@ export type StoreSignalTransport = SignalTransport & { destroy?(): Promise<void>
 
 export interface Stoppable {
   stop(): Promise<void>;
+  /** Run the next sweep within `delayMs` (see `SignalSweeper.soon`). */
+  soon?(delayMs: number): void;
 }
+
+/**
+ * Scripts whose purpose is to end a claim (`hand_off` in the prelude): with `quietClaimedThreads` and
+ * JetStream, the thread's head is made due at once and published by a sweep run within `HAND_OFF_SWEEP_MS`.
+ */
+const HAND_OFF_SCRIPTS: ReadonlySet<ScriptName> = new Set<ScriptName>([
+  'ack',
+  'complete_and_ack',
+  'nack',
+  'dead_letter',
+  'release_claim',
+  'supersede_claimed',
+  'reclaim_expired_leases',
+]);
+/** Scripts that end a claim only when they fail (a stale claim superseded) or, `extend_lease`, answer '0'. */
+const HAND_OFF_ON_FAILURE: ReadonlySet<ScriptName> = new Set<ScriptName>([
+  'extend_lease',
+  'record_dispatch_start',
+  'record_run_result',
+]);
+/** How soon the sweeper publishes a JetStream hand-off (calls within it share one sweep). */
+export const HAND_OFF_SWEEP_MS = 10;
 
 export interface RedisMailboxStoreParts {
   redis: Redis;
@@ -87,6 +111,8 @@ export interface RedisMailboxStoreParts {
   live: LiveChannel;
   commandTimeoutMs: number;
   republishAfterMs: number;
+  /** See `CreateMailboxStoreOptions.quietClaimedThreads` (default false). */
+  quietClaimedThreads?: boolean;
   /** Strings to redact from error messages (passwords, tokens). */
   secrets: readonly string[];
   logger?: Logger;
@@ -116,6 +142,16 @@ function claimTokenArg(claimToken: unknown, name = 'claim_token'): string {
 export const ENQUEUE_BATCH = 32;
 /** Most chained completions (`completeAndClaimNext`) one script call carries; see `#callBatch`. */
 export const COMPLETE_BATCH = 16;
+/** The enqueue script's answer when it withheld the dispatch's signal (its thread holds a claim). */
+const QUIET = 'quiet';
+
+/**
+ * The first argument of every prelude script: `1` when the scripts XADD Redis Streams signals, else `0`;
+ * followed by `q` when an enqueue onto a thread that holds a claim gets no signal (`quietClaimedThreads`).
+ */
+export function signalFlags(signals: SignalsMode, quietClaimedThreads: boolean): string {
+  return (signals === 'redis-streams' ? '1' : '0') + (quietClaimedThreads ? 'q' : '');
+}
 
 /** Claimed dispatches read per round trip by `listClaimedByRunId`. */
 const CLAIMED_SCAN_BATCH = 500;
@@ -166,12 +202,16 @@ export class RedisMailboxStore
   /** The connection times out every command within `#timeoutMs` itself (connections the store opened). */
   readonly #clientTimesOut: boolean;
   readonly #republishAfterMs: number;
+  /** The scripts' first argument: see `signalFlags`. */
+  readonly #signalFlags: string;
   readonly #secrets: readonly string[];
   readonly #logger: Logger;
   readonly #release: (() => Promise<void>)[];
   readonly #nats: NatsConnection | null;
   #sweeper: Stoppable | null = null;
   #sweeperStopped: Promise<void> | null = null;
+  /** Set with `quietClaimedThreads` and JetStream: a call that may have ended a claim asks for a sweep. */
+  #handOff: (() => void) | null = null;
   #closed = false;
   #closing: Promise<void> | null = null;
   readonly #enqueues = new TurnBatcher<readonly string[], unknown[]>(
@@ -197,6 +237,7 @@ export class RedisMailboxStore
     this.#clientTimesOut =
       typeof clientTimeout === 'number' && clientTimeout > 0 && clientTimeout <= parts.commandTimeoutMs;
     this.#republishAfterMs = parts.republishAfterMs;
+    this.#signalFlags = signalFlags(parts.signals, parts.quietClaimedThreads ?? false);
     this.#secrets = parts.secrets;
     this.#logger = parts.logger ?? silentLogger;
     this.#release = parts.release ?? [];
@@ -229,6 +270,18 @@ export class RedisMailboxStore
   /** Attach the background sweeper (stopped by `close` / `destroyNamespace`). Used by `createMailboxStore`. */
   attachSweeper(sweeper: Stoppable): void {
     this.#sweeper = sweeper;
+    this.handOffTo(sweeper);
+  }
+
+  /**
+   * With `quietClaimedThreads` and JetStream, the scripts make the head of a thread whose claim ended due at
+   * once instead of publishing it (Node publishes JetStream signals): `sweeper` is asked for a sweep soon
+   * after every call that may have ended a claim. (A partitioned store points its partitions at its own.)
+   */
+  handOffTo(sweeper: Stoppable): void {
+    const soon = sweeper.soon?.bind(sweeper);
+    if (soon === undefined || this.#signals !== 'jetstream' || !this.#signalFlags.endsWith('q')) return;
+    this.#handOff = () => soon(HAND_OFF_SWEEP_MS);
   }
 
   // ---- writes ----
@@ -237,6 +290,10 @@ export class RedisMailboxStore
    * Enqueues made in one turn of the event loop are sent together (`enqueue_many`) once the turn ends, so a
    * call made later in that turn without awaiting this one (a `cancel`, a `claim`) may reach Redis first:
    * await the enqueue before a call that depends on it.
+   *
+   * With `quietClaimedThreads`, a dispatch enqueued while its thread holds a claim gets no signal (the
+   * script answers `quiet`): the claim's holder takes the thread's next dispatch in its chained completion,
+   * and a claim that ends otherwise hands the thread off (its head is signalled).
    */
   async enqueue(dispatch: RunDispatchInput): Promise<void> {
     const d = args.dispatchForEnqueue(dispatch);
@@ -244,7 +301,8 @@ export class RedisMailboxStore
       const value = d[field];
       if (value !== null) wellFormed(field, value);
     }
-    await this.#enqueues.add(enqueueArgs(d));
+    const reply = await this.#enqueues.add(enqueueArgs(d));
+    if (reply[0] === QUIET) return;
     await this.#published([{ thread_id: d.thread_id, dispatch_id: d.dispatch_id }]);
   }
 
@@ -424,16 +482,26 @@ export class RedisMailboxStore
     const resultArgs = this.#resultArgs(dispatchId, claimToken, result, now);
     const claim = args.nextClaim(next, now, id);
     const nextToken = claimTokenArg(next.claimToken, 'next.claim_token');
-    const payload = await this.#completions.add([
-      ...resultArgs,
-      claim.threadId,
-      claim.consumer,
-      nextToken,
-      String(claim.leaseUntil),
-      claim.instance,
-    ]);
-    if (payload.length === 0) return { next: null };
+    let payload: unknown[];
+    try {
+      payload = await this.#completions.add([
+        ...resultArgs,
+        claim.threadId,
+        claim.consumer,
+        nextToken,
+        String(claim.leaseUntil),
+        claim.instance,
+      ]);
+    } catch (err) {
+      this.#handOff?.();
+      throw err;
+    }
+    if (payload.length === 0) {
+      this.#handOff?.();
+      return { next: null };
+    }
     if (payload[0] === 'claim-err') {
+      this.#handOff?.();
       const [, kind, detail] = payload;
       return { next: null, claimError: scriptError('complete_and_claim_next', kind, detail) };
     }
@@ -1043,13 +1111,23 @@ export class RedisMailboxStore
     scriptArgs: readonly string[],
   ): Promise<unknown[]> {
     const keys = [this.#keys.prefix, ...extraKeys];
-    const flags = [
-      this.#signals === 'redis-streams' ? '1' : '0',
-      String(Date.now()),
-      String(this.#republishAfterMs),
-    ];
-    const reply = await this.#io(() => this.#scripts.eval(name, keys, [...flags, ...scriptArgs]));
-    return unwrapReply(name, reply);
+    const flags = [this.#signalFlags, String(Date.now()), String(this.#republishAfterMs)];
+    if (this.#handOff === null) {
+      const reply = await this.#io(() => this.#scripts.eval(name, keys, [...flags, ...scriptArgs]));
+      return unwrapReply(name, reply);
+    }
+    let handOff = HAND_OFF_SCRIPTS.has(name);
+    try {
+      const reply = await this.#io(() => this.#scripts.eval(name, keys, [...flags, ...scriptArgs]));
+      const payload = unwrapReply(name, reply);
+      if (name === 'extend_lease' && payload[0] !== '1') handOff = true;
+      return payload;
+    } catch (err) {
+      if (HAND_OFF_ON_FAILURE.has(name)) handOff = true;
+      throw err;
+    } finally {
+      if (handOff) this.#handOff();
+    }
   }
 
   /** JetStream: publish wake-ups for writes that made dispatches claimable. Best effort, never fails the write. */

@@ -35,6 +35,10 @@ export class SignalSweeper {
   readonly #logger: Logger;
   readonly #outage: OutageLog;
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /** When the pending timer fires (epoch ms). */
+  #timerAt = 0;
+  /** A `soon` asked for while a tick ran: the next tick comes after this delay instead of the interval. */
+  #soonAfterTick: number | null = null;
   #running: Promise<void> | null = null;
   #started = false;
   #stopped = false;
@@ -73,6 +77,23 @@ export class SignalSweeper {
     await this.#running;
   }
 
+  /**
+   * Have the next tick run within `delayMs` (at least 1 ms; calls are coalesced: one tick serves them all).
+   * For a store that made dispatches due at once and wants them published without waiting for the interval.
+   * No-op before `start` and after `stop`.
+   */
+  soon(delayMs: number): void {
+    if (!this.#started || this.#stopped) return;
+    const delay = Math.max(1, Math.floor(delayMs));
+    if (this.#running !== null) {
+      this.#soonAfterTick = Math.min(this.#soonAfterTick ?? delay, delay);
+      return;
+    }
+    if (this.#timer !== undefined && this.#timerAt <= Date.now() + delay) return;
+    clearTimeout(this.#timer);
+    this.#schedule(delay);
+  }
+
   /** Run one sweep now (tests, and callers that want an immediate repair). Never throws. */
   async runOnce(): Promise<number> {
     let published = 0;
@@ -91,17 +112,20 @@ export class SignalSweeper {
     return published;
   }
 
-  #schedule(): void {
+  #schedule(delayMs = this.#intervalMs): void {
     if (this.#stopped) return;
+    this.#timerAt = Date.now() + delayMs;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.#running = this.runOnce()
         .then(() => undefined)
         .finally(() => {
           this.#running = null;
-          this.#schedule();
+          const soon = this.#soonAfterTick;
+          this.#soonAfterTick = null;
+          this.#schedule(soon ?? this.#intervalMs);
         });
-    }, this.#intervalMs);
+    }, delayMs);
     this.#timer.unref();
   }
 }

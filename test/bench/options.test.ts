@@ -179,4 +179,9 @@ describe('bench options', () => {
     expect(() => parseKillAt('150%')).toThrow(/0\.\.100/);
     expect(() => parseKillAt('half')).toThrow(/kill-node-at/);
   });
+
+  it('--quiet-claimed-threads is off unless given', () => {
+    expect(parseBenchOptions({}, env).quietClaimedThreads).toBe(false);
+    expect(parseBenchOptions({ quietClaimedThreads: true }, env).quietClaimedThreads).toBe(true);
+  });
 });

@@ -16,6 +16,14 @@ class FakeTransport implements SignalTransport {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+async function waitFor(condition: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await sleep(2);
+  }
+}
+
 describe('SignalSweeper', () => {
   it('publishes swept refs through a JetStream transport, with Date.now() and the limit', async () => {
     const transport = new FakeTransport('jetstream');
@@ -104,6 +112,36 @@ describe('SignalSweeper', () => {
     });
     expect(await sweeper.runOnce()).toBe(20);
     expect(calls).toBe(10);
+  });
+
+  it('soon() brings the next tick forward, coalesced, also when asked during a tick', async () => {
+    const transport = new FakeTransport('jetstream');
+    let calls = 0;
+    let release: (() => void) | null = null;
+    const sweeper = new SignalSweeper({
+      sweep: async () => {
+        calls++;
+        // The second tick waits until the test lets it end, so a soon() lands while it runs.
+        if (calls === 2) await new Promise<void>((r) => (release = r));
+        return [];
+      },
+      transport,
+      intervalMs: 3_600_000,
+    });
+    sweeper.soon(1); // before start: nothing
+    sweeper.start();
+    sweeper.soon(5);
+    sweeper.soon(5);
+    await waitFor(() => calls === 1);
+    sweeper.soon(1);
+    await waitFor(() => release !== null);
+    sweeper.soon(1);
+    (release as unknown as () => void)();
+    await waitFor(() => calls === 3);
+    await sweeper.stop();
+    sweeper.soon(1); // after stop: nothing
+    await sleep(30);
+    expect(calls).toBe(3);
   });
 
   it('rejects bad options', () => {
