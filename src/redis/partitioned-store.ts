@@ -161,6 +161,10 @@ export class PartitionedRedisMailboxStore extends RedisMailboxStore {
   override attachSweeper(sweeper: Stoppable): void {
     this.#sweeperRef = sweeper;
     super.attachSweeper(sweeper);
+  }
+
+  /** The partitions make the calls that end claims: each of them asks `sweeper` for the hand-off sweep. */
+  override handOffTo(sweeper: Stoppable): void {
     for (const part of this.#parts) part.handOffTo(sweeper);
   }
 
