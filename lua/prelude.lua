@@ -525,9 +525,9 @@ end
 -- at `now` (number), or, for enqueue which has no `now`, at its own updated_at; otherwise to waiting. The
 -- ready set is only a hint: claim re-checks available_at and moves an early entry back to waiting.
 -- With `quiet_if_claimed` (enqueue) and the store's `quietClaimedThreads`, a Queued dispatch whose thread
--- holds a claim gets no signal: the claim's holder takes the thread's next dispatch when its run ends (a
--- chained completion, or the claim a worker makes after any outcome), and the sweeper republishes it once
--- due should that not happen. Answers false when it withheld the signal so.
+-- holds a claim gets no signal: the claim's holder takes the thread's next dispatch in its chained
+-- completion, a claim that ends otherwise hands the thread off (`hand_off`), and the `due` entry stays as
+-- the sweeper's backstop. Answers false when it withheld the signal so.
 local function enter(r, now, quiet_if_claimed)
   local s, t, okey = r.status, r.thread_id, order_key(r)
   redis.call('ZADD', k_status(s, t), '0', okey)

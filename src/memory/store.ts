@@ -173,8 +173,9 @@ export class MemoryMailboxStore
     };
     validateForPersist(next);
     this.#table.insert(next);
-    // With `quietClaimedThreads`, a thread holding a claim gets no signal: its holder takes the next dispatch
-    // when the run ends (see `#enteredQueued`); the republish schedule still covers it.
+    // With `quietClaimedThreads`, a thread holding a claim gets no signal: its holder's chained completion
+    // takes the next dispatch, or the claim's end hands the thread off (`#handOff`); the republish schedule
+    // still covers it.
     this.#enteredQueued(
       next,
       this.#options.quietClaimedThreads && (this.#table.thread(next.thread_id)?.size('Claimed') ?? 0) > 0,
@@ -910,8 +911,7 @@ export class MemoryMailboxStore
 
   /**
    * A dispatch became Queued (enqueue, nack, lease expiry): signal it (unless `quiet`: an enqueue onto a
-   * thread that holds a claim, whose holder claims the thread's next dispatch when its run ends) and
-   * schedule its republish.
+   * thread that holds a claim, left to the claim's holder and the hand-off) and schedule its republish.
    */
   #enteredQueued(d: RunDispatch, quiet = false): void {
     if (this.#signals === null) return;
@@ -946,8 +946,8 @@ export class MemoryMailboxStore
   /**
    * `quietClaimedThreads`: every thread whose claim ended and that nobody claimed again may hold dispatches
    * enqueued while it was claimed, which got no signal: its head (the first ready dispatch, else the
-   * earliest waiting one) is signalled now, unless it was signalled since the claim ended (a requeue).
-   * As the Redis store's scripts do at the end of the call.
+   * earliest waiting one) is signalled now, unless the same call signalled it (a requeue). As the Redis
+   * store's scripts do at the end of the call.
    */
   #handOff(): void {
     this.#handOffPending = false;
