@@ -496,12 +496,10 @@ export class RedisMailboxStore
       this.#handOff?.();
       throw err;
     }
-    if (payload.length === 0) {
-      this.#handOff?.();
-      return { next: null };
-    }
+    // Nothing claimed: the completion ended the claim without the call taking the thread again.
+    if (payload.length === 0 || payload[0] === 'claim-err') this.#handOff?.();
+    if (payload.length === 0) return { next: null };
     if (payload[0] === 'claim-err') {
-      this.#handOff?.();
       const [, kind, detail] = payload;
       return { next: null, claimError: scriptError('complete_and_claim_next', kind, detail) };
     }
@@ -1112,10 +1110,6 @@ export class RedisMailboxStore
   ): Promise<unknown[]> {
     const keys = [this.#keys.prefix, ...extraKeys];
     const flags = [this.#signalFlags, String(Date.now()), String(this.#republishAfterMs)];
-    if (this.#handOff === null) {
-      const reply = await this.#io(() => this.#scripts.eval(name, keys, [...flags, ...scriptArgs]));
-      return unwrapReply(name, reply);
-    }
     let handOff = HAND_OFF_SCRIPTS.has(name);
     try {
       const reply = await this.#io(() => this.#scripts.eval(name, keys, [...flags, ...scriptArgs]));
@@ -1126,7 +1120,7 @@ export class RedisMailboxStore
       if (HAND_OFF_ON_FAILURE.has(name)) handOff = true;
       throw err;
     } finally {
-      if (handOff) this.#handOff();
+      if (handOff) this.#handOff?.();
     }
   }
 

@@ -9,6 +9,7 @@ import type { DispatchSignalEntry } from '../../src/contract/types.js';
 import { MemoryMailboxStore, MemorySignalQueue } from '../../src/memory/index.js';
 import type { MemoryMailboxStoreOptions } from '../../src/memory/index.js';
 import type { RawSignal } from '../../src/signals/transport.js';
+import { pullFor } from '../support/signals.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -50,26 +51,6 @@ async function drain(store: MemoryMailboxStore, quietMs = 150, keep = false): Pr
     all.push(...batch);
     if (!keep) await Promise.all(batch.map((e) => e.receipt.ack()));
   }
-}
-
-/** Pull until an entry for `id` shows up (returned unacked, with when it arrived) or `timeoutMs` passes. */
-async function waitFor(
-  store: MemoryMailboxStore,
-  id: string,
-  timeoutMs: number,
-): Promise<{ entry: DispatchSignalEntry; at: number } | null> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const batch = await store.pullDispatchSignals(16, Math.max(20, Math.min(500, deadline - Date.now())));
-    const at = Date.now();
-    let found: DispatchSignalEntry | null = null;
-    for (const e of batch) {
-      if (found === null && e.dispatch_id === id) found = e;
-      else await e.receipt.ack();
-    }
-    if (found) return { entry: found, at };
-  }
-  return null;
 }
 
 describe('MemorySignalQueue', () => {
@@ -216,7 +197,7 @@ describe('memory store dispatch signals', () => {
     const nackedAt = Date.now();
     await first?.receipt.nackWithDelay(200);
     expect(await store.pullDispatchSignals(1, 100)).toEqual([]);
-    const found = await waitFor(store, 'd-delay', 3000);
+    const found = await pullFor(store, 'd-delay', 3000);
     expect(found).not.toBeNull();
     expect((found?.at ?? 0) - nackedAt).toBeGreaterThanOrEqual(200);
     expect(found?.entry.receipt.redeliveryAttempts()).toBe(2);
@@ -231,7 +212,7 @@ describe('memory store dispatch signals', () => {
     const token = claimed[0]?.claim_token ?? '';
     const retryAt = Date.now() + 300;
     await store.nack('d-retry', token, retryAt, 'transient', Date.now());
-    const found = await waitFor(store, 'd-retry', 3000);
+    const found = await pullFor(store, 'd-retry', 3000);
     expect(found).not.toBeNull();
     expect(found?.at).toBeGreaterThanOrEqual(retryAt);
     await found?.entry.receipt.ack();
@@ -253,7 +234,7 @@ describe('memory store dispatch signals', () => {
       return raw;
     });
     expect(requeueSignal).toEqual([]); // filtered: held back until available_at
-    const found = await waitFor(store, 'd-swept', 5000);
+    const found = await pullFor(store, 'd-swept', 5000);
     expect(found, 'republished after retry_at').not.toBeNull();
     expect(found?.at).toBeGreaterThanOrEqual(retryAt);
     await found?.entry.receipt.ack();
@@ -267,7 +248,7 @@ describe('memory store dispatch signals', () => {
     await drain(store); // both signals consumed; d-busy is claimed below, d-next waits behind it
     const [c] = await store.claim('t-busy', 'c1', 60_000, Date.now(), 1);
     expect(c?.dispatch_id).toBe('d-busy');
-    const swept = await waitFor(store, 'd-next', 3000);
+    const swept = await pullFor(store, 'd-next', 3000);
     expect(swept).not.toBeNull();
     await swept?.entry.receipt.ack();
     // A Claimed dispatch is never republished.
@@ -282,7 +263,7 @@ describe('memory store dispatch signals', () => {
     await sleep(5);
     const requeued = await store.reclaimExpiredLeases(Date.now(), 10);
     expect(requeued.map((d) => d.status)).toEqual(['Queued']);
-    const found = await waitFor(store, 'd-exp', 2000);
+    const found = await pullFor(store, 'd-exp', 2000);
     expect(found).not.toBeNull();
     await found?.entry.receipt.ack();
   });

@@ -14,6 +14,7 @@ import type { DispatchSignalEntry, RunDispatch } from '../../src/contract/types.
 import { MemoryMailboxStore } from '../../src/memory/index.js';
 import { createMailboxStore, type RedisMailboxStore } from '../../src/redis/index.js';
 import { natsUrl, redisUrl, testNamespace } from '../support/servers.js';
+import { pullFor } from '../support/signals.js';
 
 const REPUBLISH_MS = 2000;
 const SWEEP_MS = 100;
@@ -71,26 +72,6 @@ function dispatch(id: string, thread: string, availableAt?: number): RunDispatch
     created_at: now,
     ...(availableAt === undefined ? {} : { available_at: availableAt }),
   });
-}
-
-/** Pull until a signal for `id` comes (returned unacked) or `timeoutMs` passes; the others are acked. */
-async function pullFor(
-  store: MailboxStore,
-  id: string,
-  timeoutMs: number,
-): Promise<{ entry: DispatchSignalEntry; at: number } | null> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const batch = await store.pullDispatchSignals(16, Math.max(20, Math.min(500, deadline - Date.now())));
-    const at = Date.now();
-    let found: DispatchSignalEntry | null = null;
-    for (const e of batch) {
-      if (found === null && e.dispatch_id === id) found = e;
-      else await e.receipt.ack();
-    }
-    if (found) return { entry: found, at };
-  }
-  return null;
 }
 
 /** Enqueue `first` on `thread`, take its signal and claim it: the thread now holds a claim. */
@@ -186,6 +167,14 @@ const HAND_OFF: Timing = { republishAfterMs: 20_000, sweepIntervalMs: 60_000 };
 const HAND_OFF_WITHIN_MS = 8_000;
 const RESULT = { run_id: 'run-d-held', dispatch_instance_id: 'i1', status: 'done' } as const;
 
+/** The hand-off signalled dispatch `id` within `HAND_OFF_WITHIN_MS` of `endedAt` (the signal is then acked). */
+async function expectHandedOff(store: MailboxStore, id: string, endedAt: number): Promise<void> {
+  const found = await pullFor(store, id, HAND_OFF_WITHIN_MS);
+  expect(found, 'the head signalled at the hand-off').not.toBeNull();
+  expect(found?.at ?? Infinity).toBeLessThan(endedAt + HAND_OFF_WITHIN_MS);
+  await found?.entry.receipt.ack();
+}
+
 const handOffCases = [
   ['memory', undefined],
   ['redis-streams', undefined],
@@ -225,10 +214,7 @@ for (const [kind, partitions] of handOffCases) {
         await store.enqueue(dispatch('d-last', 't'));
         const endedAt = Date.now();
         await store.ack('d-held', token, endedAt);
-        const found = await pullFor(store, 'd-behind', HAND_OFF_WITHIN_MS);
-        expect(found, 'the head signalled at the hand-off').not.toBeNull();
-        expect(found?.at ?? Infinity).toBeLessThan(endedAt + HAND_OFF_WITHIN_MS);
-        await found?.entry.receipt.ack();
+        await expectHandedOff(store, 'd-behind', endedAt);
         expect(await pullFor(store, 'd-last', 300), 'nothing for the dispatch behind the head').toBeNull();
       } finally {
         await close();
@@ -256,10 +242,7 @@ for (const [kind, partitions] of handOffCases) {
         for (const e of held.values()) await e.receipt.ack();
         const endedAt = Date.now();
         await store.ack('d-first', claimed.claim_token, endedAt);
-        const found = await pullFor(store, 'd-second', HAND_OFF_WITHIN_MS);
-        expect(found, 'the head signalled at the hand-off').not.toBeNull();
-        expect(found?.at ?? Infinity).toBeLessThan(endedAt + HAND_OFF_WITHIN_MS);
-        await found?.entry.receipt.ack();
+        await expectHandedOff(store, 'd-second', endedAt);
       } finally {
         await close();
       }
@@ -277,10 +260,7 @@ for (const [kind, partitions] of handOffCases) {
           (e: unknown) => e instanceof StorageError && e.kind === 'VersionConflict',
         );
         expect((await store.loadDispatch('d-held'))?.status).toBe('Superseded');
-        const found = await pullFor(store, 'd-after', HAND_OFF_WITHIN_MS);
-        expect(found, 'the head signalled at the hand-off').not.toBeNull();
-        expect(found?.at ?? Infinity).toBeLessThan(endedAt + HAND_OFF_WITHIN_MS);
-        await found?.entry.receipt.ack();
+        await expectHandedOff(store, 'd-after', endedAt);
       } finally {
         await close();
       }
@@ -294,10 +274,7 @@ for (const [kind, partitions] of handOffCases) {
         const endedAt = Date.now();
         const reclaimed = await store.reclaimExpiredLeases(endedAt + 1000, 10);
         expect(reclaimed.map((d) => [d.dispatch_id, d.status])).toEqual([['d-held', 'DeadLetter']]);
-        const found = await pullFor(store, 'd-behind', HAND_OFF_WITHIN_MS);
-        expect(found, 'the head signalled at the hand-off').not.toBeNull();
-        expect(found?.at ?? Infinity).toBeLessThan(endedAt + HAND_OFF_WITHIN_MS);
-        await found?.entry.receipt.ack();
+        await expectHandedOff(store, 'd-behind', endedAt);
       } finally {
         await close();
       }

@@ -8,12 +8,12 @@ import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queuedDispatch } from '../../src/contract/helpers.js';
-import type { MailboxStore } from '../../src/contract/store.js';
-import type { DispatchSignalEntry, RunDispatch } from '../../src/contract/types.js';
+import type { RunDispatch } from '../../src/contract/types.js';
 import { createMailboxStore, redisKeys } from '../../src/redis/index.js';
 import type { CreateMailboxStoreOptions, RedisMailboxStore } from '../../src/redis/index.js';
 import { signalStreamName } from '../../src/signals/jetstream.js';
 import { natsUrl, redisUrl, testNamespace } from '../support/servers.js';
+import { pullFor } from '../support/signals.js';
 
 type Mode = 'jetstream' | 'redis-streams';
 
@@ -52,25 +52,6 @@ function dispatch(id: string, thread: string, availableAt = Date.now()): RunDisp
     available_at: availableAt,
     max_attempts: 5,
   });
-}
-
-async function pullFor(
-  store: MailboxStore,
-  id: string,
-  timeoutMs: number,
-): Promise<{ entry: DispatchSignalEntry; at: number } | null> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const batch = await store.pullDispatchSignals(16, Math.max(20, Math.min(500, deadline - Date.now())));
-    const at = Date.now();
-    let found: DispatchSignalEntry | null = null;
-    for (const e of batch) {
-      if (found === null && e.dispatch_id === id) found = e;
-      else await e.receipt.ack();
-    }
-    if (found) return { entry: found, at };
-  }
-  return null;
 }
 
 for (const mode of ['jetstream', 'redis-streams'] as const) {
